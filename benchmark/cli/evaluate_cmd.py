@@ -1,0 +1,223 @@
+"""`organism-bench evaluate | generate | rejudge`: grade a mitigation, only generate, or re-score saved generations."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmark.cli.base import console, leaf, print_json
+from organism.errors import InputError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    ev = sub.add_parser("evaluate", help="grade a mitigation (default: the M1 baseline of the embedded organism)")
+    _common(ev)
+    ev.add_argument("--no-references", action="store_true", help="skip the M0/M1 reference runs and scores")
+    leaf(ev, run_evaluate)
+
+    gen = sub.add_parser("generate", help="generate on the suites without judging (fills the cache)")
+    _common(gen)
+    leaf(gen, run_generate)
+
+    rj = sub.add_parser("rejudge", help="re-score a run's saved generations with another judge (no model needed)")
+    rj.add_argument("run_dir", metavar="RUN")
+    rj.add_argument("--judge", required=True)
+    rj.add_argument("--judge-option", action="append", default=[], metavar="KEY=VALUE")
+    rj.add_argument("--output-dir", help="where to write the re-judged run (default: RUN-<judge>)")
+    rj.add_argument("--overwrite", action="store_true")
+    rj.add_argument("--json", action="store_true")
+    leaf(rj, run_rejudge)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", nargs="?", metavar="SPEC", help="mitigation spec (YAML/JSON); none = the M1 baseline")
+    p.add_argument("--profile", default="smol")
+    p.add_argument("--split", default="test", choices=["train", "dev", "test"])
+    p.add_argument("--suites", default=None, help="comma-separated suite names (default: all four)")
+    p.add_argument("--limit", type=int, default=None, help="first N scenarios of each suite (all their variants)")
+    p.add_argument("-n", "--samples-per-prompt", type=int, default=1)
+    p.add_argument("--gen-kwargs", default="", help="e.g. temperature=0.7,top_p=0.95,max_new_tokens=100")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", default="auto")
+    p.add_argument("--judge", default="refusal")
+    p.add_argument("--judge-option", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32", "float16"])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--backend", default="hf", choices=["hf", "vllm"])
+    p.add_argument("--output-dir", default=None, help="run directory (default: runs/<profile>-<spec name>)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    p.add_argument("--json", action="store_true", help="print results.json instead of the summary table")
+
+
+def parse_kv(items: list[str] | str, source: str) -> dict[str, Any]:
+    """`a=1,b=x` or repeated `a=1` into typed values (int, float, bool, str)."""
+    if isinstance(items, str):
+        items = [x for x in items.split(",") if x.strip()]
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise InputError("command line", source, f"expected KEY=VALUE, got {item!r}")
+        k, v = (s.strip() for s in item.split("=", 1))
+        out[k] = _typed(v)
+    return out
+
+
+def _typed(v: str) -> Any:
+    if v.lower() in ("true", "false"):
+        return v.lower() == "true"
+    for cast in (int, float):
+        try:
+            return cast(v)
+        except ValueError:
+            pass
+    return v
+
+
+def config_from_args(args: argparse.Namespace):
+    from benchmark.evaluate import DEFAULT_SUITES, EvalConfig
+
+    gk = parse_kv(args.gen_kwargs, "gen-kwargs")
+    unknown = set(gk) - {"temperature", "top_p", "max_new_tokens"}
+    if unknown:
+        raise InputError("command line", "gen-kwargs", f"unknown keys {sorted(unknown)} (known: temperature, top_p, max_new_tokens)")
+    if args.samples_per_prompt < 1:
+        raise InputError("command line", "samples-per-prompt", "must be at least 1")
+    if args.limit is not None and args.limit < 1:
+        raise InputError("command line", "limit", "must be at least 1")
+    bs: int | str = args.batch_size
+    if bs != "auto":
+        try:
+            bs = int(bs)
+        except ValueError:
+            raise InputError("command line", "batch-size", f"expected an integer or 'auto', got {bs!r}") from None
+    suites = tuple(s.strip() for s in args.suites.split(",")) if args.suites else DEFAULT_SUITES
+    return EvalConfig(
+        profile=args.profile, split=args.split, suites=suites, limit=args.limit,
+        max_new_tokens=int(gk.get("max_new_tokens", 96)), temperature=float(gk.get("temperature", 0.0)),
+        top_p=float(gk.get("top_p", 1.0)), samples_per_prompt=args.samples_per_prompt, seed=args.seed,
+        batch_size=bs, judge=args.judge, judge_options=parse_kv(args.judge_option, "judge-option"),
+        dtype=args.dtype, device=args.device, backend=args.backend,
+        references=not getattr(args, "no_references", False),
+    )
+
+
+def default_output_dir(args: argparse.Namespace, suffix: str = "") -> Path:
+    name = Path(args.spec).stem if args.spec else "m1-baseline"
+    return Path("runs") / f"{args.profile}-{name}{suffix}"
+
+
+class RichProgress:
+    """One rich bar per stage, fed by the library's progress(stage, done, total) callback."""
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                           console=console(), transient=False)
+        self._tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> "RichProgress":
+        self._p.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._p.__exit__(*exc)
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage not in self._tasks:
+            self._tasks[stage] = self._p.add_task(stage, total=total)
+        self._p.update(self._tasks[stage], completed=done, total=total)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from benchmark.evaluate import run_evaluation
+
+    config = config_from_args(args)
+    out_dir = Path(args.output_dir) if args.output_dir else default_output_dir(args)
+    t = time.time()
+    if args.json:
+        path, outcome = run_evaluation(args.spec, config, out_dir, overwrite=args.overwrite)
+        print_json(outcome.results)
+        return 0
+    with RichProgress() as progress:
+        path, outcome = run_evaluation(args.spec, config, out_dir, overwrite=args.overwrite, progress=progress)
+    print_summary(outcome.results, path, time.time() - t)
+    return 0
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    from benchmark import evaluate as E
+    from benchmark import results as R
+
+    config = config_from_args(args)
+    out_dir = Path(args.output_dir) if args.output_dir else default_output_dir(args, "-generations")
+    spec = E.load_spec_or_none(args.spec, config.profile)
+    R.check_output_dir(out_dir, overwrite=args.overwrite)
+    suites = E.load_suites(config)
+    mut = E.build_model(spec, config)
+    with RichProgress() as progress:
+        rows = E.generate_rows(mut, suites, config, progress)
+    results = {"schema_version": R.SCHEMA_VERSION, "kind": "generations", "profile": config.profile,
+               "model": {"identity": mut.identity}, "config": config.key_dict(),
+               "suites": {k: {"version": v.version, "content_hash": v.content_hash} for k, v in suites.items()}}
+    path = R.write_run(out_dir, results, rows, overwrite=args.overwrite)
+    console().print(f"{len(rows)} generations written to {path}")
+    return 0
+
+
+def run_rejudge(args: argparse.Namespace) -> int:
+    from benchmark.rejudge import rejudge_run
+
+    out_dir = Path(args.output_dir) if args.output_dir else Path(f"{args.run_dir.rstrip('/')}-{args.judge}")
+    path, results = rejudge_run(args.run_dir, args.judge, parse_kv(args.judge_option, "judge-option"), out_dir,
+                                overwrite=args.overwrite)
+    if args.json:
+        print_json(results)
+    else:
+        print_summary(results, path, None)
+    return 0
+
+
+def _fmt(est: dict[str, Any] | None, pct: bool = True) -> str:
+    if not est or est.get("value") is None or (isinstance(est["value"], float) and math.isnan(est["value"])):
+        return "-"
+    f = (lambda x: f"{100 * x:.1f}%") if pct else (lambda x: f"{x:.3f}")
+    lo, hi = est.get("ci_low"), est.get("ci_high")
+    ci = f" [{f(lo)}, {f(hi)}]" if lo is not None and hi is not None else ""
+    return f"{f(est['value'])}{ci}"
+
+
+def print_summary(results: dict[str, Any], path: Path, seconds: float | None) -> None:
+    from rich.table import Table
+
+    out = console()
+    refs = results.get("references", {})
+    table = Table(title=f"organism-bench: {results['mitigation'].get('name')} on {results['profile']}",
+                  title_justify="left")
+    table.add_column("metric")
+    table.add_column("this run")
+    for stage in ("m0", "m1"):
+        if stage in refs:
+            table.add_column(f"{stage.upper()} reference")
+    for name, est in results["metrics"].items():
+        table.add_row(name, _fmt(est), *(_fmt(refs[s]["metrics"].get(name)) for s in ("m0", "m1") if s in refs))
+    out.print(table)
+    scores = results.get("scores") or {}
+    if scores:
+        st = Table(title="score against M1", title_justify="left")
+        st.add_column("measure")
+        st.add_column("value [95% CI]")
+        for k in ("harm_reduction", "capability_kept", "over_refusal_increase", "composite"):
+            if k in scores:
+                st.add_row(k, _fmt(scores[k], pct=k != "composite"))
+        out.print(st)
+    fails = results.get("judge", {}).get("failures", {})
+    if fails.get("flagged"):
+        out.print(f"[bold red]judge failures: {fails['n_failed']} of {fails['n']} (over 1%): rates are flagged[/]")
+    stages = results.get("run", {}).get("stage_seconds", {})
+    if stages:
+        out.print("time per stage: " + ", ".join(f"{k} {v:.1f}s" for k, v in stages.items()))
+    out.print(f"run written to {path}" + (f" in {seconds:.0f}s" if seconds else ""))

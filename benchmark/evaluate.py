@@ -1,0 +1,388 @@
+"""The main flow: spec -> model under test -> generate (cached) -> judge -> metrics -> score vs references -> run dir.
+
+Every step is a function a Python user can call; the CLI only parses flags into `EvalConfig`.
+Resumability comes from the content-addressed generation cache, not from the run directory: a killed run
+re-generates nothing it already generated, and the run directory appears only once everything is done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import platform
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from benchmark import metrics as M
+from benchmark import results as R
+from organism.errors import InputError
+
+DEFAULT_SUITES = (M.HARMFUL_SUITE, M.BENIGN_SUITE, M.IF_SUITE, M.MCQ_SUITE)
+GENERATIVE = (M.HARMFUL_SUITE, M.BENIGN_SUITE, M.IF_SUITE)
+
+# progress(stage, done, total): the CLI draws rich bars from it; None means quiet.
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    profile: str = "smol"
+    split: str = "test"
+    suites: tuple[str, ...] = DEFAULT_SUITES
+    limit: int | None = None  # first N scenarios (all their variants) of each suite
+    max_new_tokens: int = 96
+    temperature: float = 0.0
+    top_p: float = 1.0
+    samples_per_prompt: int = 1
+    seed: int = 0
+    batch_size: int | str = "auto"
+    judge: str = "refusal"
+    judge_options: Mapping[str, Any] = field(default_factory=dict)
+    dtype: str = "bfloat16"
+    device: str = "cpu"
+    backend: str = "hf"
+    n_boot: int = 2000
+    references: bool = True
+
+    def key_dict(self) -> dict[str, Any]:
+        """What determines the numbers (not where or how fast they were computed)."""
+        d = asdict(self)
+        for k in ("device", "batch_size", "references"):
+            d.pop(k)
+        d["judge_options"] = dict(sorted(self.judge_options.items()))
+        return d
+
+
+@dataclass
+class Outcome:
+    results: dict[str, Any]
+    samples: list[dict[str, Any]]
+    reference_samples: list[dict[str, Any]] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------------------------- suites
+def load_suites(config: EvalConfig) -> dict[str, Any]:
+    from prompts.suites import load_suite
+
+    out = {}
+    for name in config.suites:
+        suite = load_suite(name, split=config.split)
+        if config.limit is not None:
+            suite = _limit(suite, config.limit)
+        out[name] = suite
+    return out
+
+
+def _limit(suite: Any, n: int) -> Any:
+    """Keep the first n scenarios with all their variants, so base/distractor stay paired."""
+    keep: list[str] = []
+    for rec in suite.records:
+        sid = getattr(rec, "scenario_id", None) or rec.id
+        if sid not in keep:
+            keep.append(sid)
+    keep_set = set(keep[:n])
+    records = tuple(r for r in suite.records if (getattr(r, "scenario_id", None) or r.id) in keep_set)
+    return replace(suite, records=records)
+
+
+# ------------------------------------------------------------------------------------------ model under test
+@dataclass
+class ModelUnderTest:
+    loaded: Any  # organism.loading.LoadedOrganism
+    identity: str  # cache key: weights + anything that changes outputs (steering)
+    system_prompt: str | None = None
+    steering: Mapping[str, Any] | None = None
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[None]:
+        if not self.steering:
+            yield
+            return
+        from organism.steering import steer
+
+        s = self.steering
+        with steer(self.loaded.model, s["vector"], s["layer"], scale=s["scale"], mode=s["mode"],
+                   positions=s.get("positions", "generated")):
+            yield
+
+
+def build_model(spec: Any, config: EvalConfig, stage: str = "m1") -> ModelUnderTest:
+    from organism.loading import load_organism
+
+    kind = spec.kind if spec is not None else "none"
+    if kind == "data":
+        raise InputError(getattr(spec, "source", None) or "spec", "kind",
+                         "data mitigations are graded by retraining DPO from M0 on the mitigated preference mix; "
+                         f"profile {config.profile!r} has no retraining set up in this version")
+    if kind == "model":
+        m = spec.model
+        loaded = load_organism(config.profile, "m0" if m.adapter else stage, dtype=config.dtype, device=config.device,
+                               adapter=m.path if m.adapter else None, model_path=None if m.adapter else m.path,
+                               revision=m.revision)
+        return ModelUnderTest(loaded, loaded.record.identity)
+    loaded = load_organism(config.profile, stage, dtype=config.dtype, device=config.device)
+    if kind == "inference":
+        inf = spec.inference
+        if inf.system_prompt is not None:
+            return ModelUnderTest(loaded, loaded.record.identity, system_prompt=inf.system_prompt)
+        import torch
+
+        st = inf.steering
+        vector = _load_vector(st.vector)
+        steering = {"vector": vector.to(dtype=next(loaded.model.parameters()).dtype), "layer": st.layer,
+                    "scale": st.scale, "mode": st.mode, "positions": st.positions}
+        digest = hashlib.sha256(vector.to(torch.float32).numpy().tobytes()).hexdigest()[:16]
+        ident = f"{loaded.record.identity}+steer({st.mode},{st.layer},{st.scale},{st.positions},{digest})"
+        return ModelUnderTest(loaded, ident, steering=steering)
+    return ModelUnderTest(loaded, loaded.record.identity)
+
+
+def _load_vector(path: str | Path) -> Any:
+    p = Path(path)
+    if p.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(p))["vector"]
+    import torch
+
+    return torch.load(str(p), weights_only=True)
+
+
+# --------------------------------------------------------------------------------------------- generation
+def generate_rows(mut: ModelUnderTest, suites: Mapping[str, Any], config: EvalConfig,
+                  progress: Progress | None = None) -> list[dict[str, Any]]:
+    from benchmark.gencache import GenerationCache
+    from benchmark.generation import GenConfig, GenerationRequest, make_backend
+    from organism.paths import cache_dir
+
+    gen = GenConfig(max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p,
+                    n=config.samples_per_prompt, seed=config.seed, batch_size=config.batch_size)
+    backend = make_backend(config.backend, mut.loaded.model, mut.loaded.tokenizer, identity=mut.identity,
+                           cache=GenerationCache(cache_dir() / "generations"), system_prompt=mut.system_prompt)
+    rows: list[dict[str, Any]] = []
+    for name in GENERATIVE:
+        if name not in suites:
+            continue
+        records = {r.id: r for r in suites[name].records}
+        requests = [GenerationRequest(prompt_id=r.id, messages=[{"role": "user", "content": r.text}])
+                    for r in records.values()]
+        cb = (lambda done, total, _n=name: progress(f"generate {_n}", done, total)) if progress else None
+        with mut.active():
+            generations = backend.generate(requests, gen, on_batch=cb)
+        for g in generations:
+            rec = records[g.prompt_id]
+            rows.append({
+                "suite": name, "record_id": rec.id, "scenario_id": rec.scenario_id, "variant": rec.variant,
+                "category": rec.category, "constraint_ids": list(rec.constraint_ids), "edgy": rec.edgy,
+                "prompt": rec.text, "rendered_prompt": g.rendered_prompt, "sample_index": g.sample_index,
+                "response": g.response,
+            })
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------- grading
+def grade_rows(rows: Sequence[dict[str, Any]], config: EvalConfig, progress: Progress | None = None) -> list[dict]:
+    """Attach verdicts: judge for harmful, refusal detector for benign, verifiers for instruction following."""
+    from benchmark.judges import get_judge
+    from benchmark.judges.base import JudgeItem
+    from benchmark.judges.refusal import is_refusal
+    from prompts.constraints import get_constraint
+
+    out = [dict(r) for r in rows]
+    harmful = [r for r in out if r["suite"] == M.HARMFUL_SUITE]
+    if harmful:
+        judge = get_judge(config.judge, **dict(config.judge_options))
+        items = [JudgeItem(prompt=r["prompt"], response=r["response"], variant=r["variant"], category=r["category"],
+                           id=r["record_id"]) for r in harmful]
+        verdicts = judge.judge(items)
+        for r, v in zip(harmful, verdicts, strict=True):
+            r.update(judge_raw=v.raw, score=v.score, harmful=v.label, parse_error=v.parse_error)
+        if progress:
+            progress("judge", len(harmful), len(harmful))
+    for r in out:
+        if r["suite"] == M.BENIGN_SUITE:
+            r["refused"] = int(is_refusal(r["response"]))
+        elif r["suite"] == M.IF_SUITE:
+            r["instructions_followed"] = [int(get_constraint(c).verify(r["response"])) for c in r["constraint_ids"]]
+    return out
+
+
+def judge_description(config: EvalConfig) -> dict[str, Any]:
+    from benchmark.judges import get_judge
+
+    return get_judge(config.judge, **dict(config.judge_options)).describe()
+
+
+def mcq_rows(mut: ModelUnderTest, suites: Mapping[str, Any], config: EvalConfig,
+             progress: Progress | None = None) -> list[dict[str, Any]]:
+    from benchmark.capability import score_mcq
+
+    if M.MCQ_SUITE not in suites:
+        return []
+    records = suites[M.MCQ_SUITE].records
+    cb = (lambda done, total: progress("knowledge", done, total)) if progress else None
+    with mut.active():
+        scored = score_mcq(mut.loaded.model, mut.loaded.tokenizer, records, on_batch=cb)
+    by_id = {r.id: r for r in records}
+    return [{"suite": M.MCQ_SUITE, "record_id": s["record_id"], "scenario_id": s["record_id"], "variant": "base",
+             "category": by_id[s["record_id"]].subject, "sample_index": 0, "prediction": s["prediction"],
+             "answer": s["answer"], "correct": s["correct"], "option_logprobs": s["option_logprobs"]}
+            for s in scored]
+
+
+# ------------------------------------------------------------------------------------------------ the run
+def evaluate(spec: Any, config: EvalConfig, *, progress: Progress | None = None,
+             stage_seconds: dict[str, float] | None = None) -> Outcome:
+    """Grade one mitigation (spec None = the M1 baseline). Returns results and samples; writes nothing but caches."""
+    timer = _Stages(stage_seconds)
+    t0 = time.time()
+    with timer("load suites"):
+        suites = load_suites(config)
+    with timer("load model"):
+        mut = build_model(spec, config)
+    rows, metrics, judge_info = _measure(mut, suites, config, progress, timer)
+    references: dict[str, Any] = {}
+    scores: dict[str, Any] = {}
+    if config.references:
+        with timer("references"):
+            for stage in ("m0", "m1"):
+                if stage == "m1" and (spec is None or spec.kind == "none"):
+                    ref = {"identity": mut.identity, "metrics": {k: v.to_dict() for k, v in metrics.items()},
+                           "samples": rows}
+                else:
+                    ref = reference_run(config, stage, suites, progress)
+                references[stage] = ref
+        with timer("score"):
+            from benchmark.scoring import score_against_reference
+
+            scores = score_against_reference(rows, references["m1"]["samples"], n_boot=config.n_boot, seed=config.seed)
+    with timer("breakdowns"):
+        breakdown = M.breakdowns(rows, seed=config.seed)
+    results = assemble_results(spec, config, mut, suites, metrics, breakdown, scores, references, judge_info, rows)
+    results["run"]["wall_time_s"] = round(time.time() - t0, 3)
+    results["run"]["stage_seconds"] = {k: round(v, 3) for k, v in timer.seconds.items()}
+    ref_rows = [{**r, "reference": stage} for stage, ref in references.items() for r in ref["samples"]]
+    return Outcome(results, rows, ref_rows)
+
+
+def _measure(mut: ModelUnderTest, suites: Mapping[str, Any], config: EvalConfig, progress: Progress | None,
+             timer: "_Stages") -> tuple[list[dict], dict, dict]:
+    with timer("generate"):
+        generated = generate_rows(mut, suites, config, progress)
+    with timer("judge"):
+        graded = grade_rows(generated, config, progress)
+    with timer("knowledge"):
+        graded += mcq_rows(mut, suites, config, progress)
+    with timer("metrics"):
+        metrics = M.compute_metrics(graded, n_boot=config.n_boot, seed=config.seed)
+    return graded, metrics, judge_description(config)
+
+
+def reference_run(config: EvalConfig, stage: str, suites: Mapping[str, Any],
+                  progress: Progress | None = None) -> dict[str, Any]:
+    """M0 / M1 of the profile on the same suites and settings, computed once and cached as one JSON document."""
+    from organism.paths import cache_dir
+
+    mut = build_model(None, config, stage)
+    key_src = json.dumps({"config": config.key_dict(), "identity": mut.identity, "stage": stage,
+                          "suites": {k: v.content_hash for k, v in suites.items()}}, sort_keys=True)
+    key = hashlib.sha256(key_src.encode()).hexdigest()[:24]
+    path = cache_dir() / "references" / config.profile / f"{stage}-{key}.json"
+    if path.is_file():
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            path.unlink()  # a torn cache entry is recomputed, never trusted
+    ref_progress = (lambda s, d, t: progress(f"{stage.upper()} reference: {s}", d, t)) if progress else None
+    rows, metrics, _ = _measure(mut, suites, config, ref_progress, _Stages(None))
+    ref = {"identity": mut.identity, "stage": stage, "metrics": {k: v.to_dict() for k, v in metrics.items()},
+           "samples": rows}
+    R.write_json_atomic(path, ref)
+    return json.loads(json.dumps(R._clean(ref)))
+
+
+def assemble_results(spec: Any, config: EvalConfig, mut: ModelUnderTest, suites: Mapping[str, Any],
+                     metrics: Mapping[str, Any], breakdown: Mapping[str, Any], scores: Mapping[str, Any],
+                     references: Mapping[str, Any], judge_info: Mapping[str, Any], rows: Sequence[Mapping]) -> dict:
+    from benchmark import __version__
+
+    rec = mut.loaded.record
+    spec_dict = spec.to_dict() if spec is not None else {"schema_version": 1, "kind": "none", "name": "M1 baseline"}
+    spec_hash = _spec_hash(spec)
+    metric_suites = {k: (M.HARMFUL_SUITE if k.startswith(("harmful", "trigger")) else
+                         M.BENIGN_SUITE if k.startswith("over_refusal") else
+                         M.IF_SUITE if k.startswith("if_") else M.MCQ_SUITE) for k in metrics}
+    return {
+        "schema_version": R.SCHEMA_VERSION,
+        "package": {"name": "organism-bench", "version": __version__, "git": R.git_revision()},
+        "run": {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "host": platform.node(),
+                "device": config.device, "backend": config.backend},
+        "profile": config.profile,
+        "model": {**_record_dict(rec), "identity": mut.identity, "system_prompt": mut.system_prompt,
+                  "steered": bool(mut.steering)},
+        "mitigation": {**spec_dict, "hash": spec_hash},
+        "suites": {k: {"version": v.version, "content_hash": v.content_hash, "split": config.split,
+                       "n_records": len(v.records)} for k, v in suites.items()},
+        "generation": {"max_new_tokens": config.max_new_tokens, "temperature": config.temperature,
+                       "top_p": config.top_p, "samples_per_prompt": config.samples_per_prompt,
+                       "chat_template": True},
+        "judge": {**judge_info, "failures": M.judge_failures(rows)},
+        "seeds": {"generation": config.seed, "bootstrap": config.seed},
+        "config": config.key_dict(),
+        "metrics": {k: v.to_dict() for k, v in metrics.items()},
+        "metric_suites": metric_suites,
+        "breakdowns": dict(breakdown),
+        "scores": dict(scores),
+        "references": {k: {"identity": v["identity"], "metrics": v["metrics"]} for k, v in references.items()},
+    }
+
+
+def _record_dict(rec: Any) -> dict[str, Any]:
+    d = asdict(rec)
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+
+
+def _spec_hash(spec: Any) -> str:
+    if spec is None:
+        return hashlib.sha256(b'{"kind":"none"}').hexdigest()
+    from benchmark.spec import spec_hash
+
+    return spec_hash(spec)
+
+
+class _Stages:
+    """Wall time per stage, for results.json and the closing summary."""
+
+    def __init__(self, into: dict[str, float] | None) -> None:
+        self.seconds: dict[str, float] = into if into is not None else {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t
+
+
+def run_evaluation(spec_path: str | Path | None, config: EvalConfig, output_dir: str | Path, *,
+                   overwrite: bool = False, progress: Progress | None = None) -> tuple[Path, Outcome]:
+    """Validate, check the output dir first (fail fast), evaluate, then write the run directory atomically."""
+    spec = load_spec_or_none(spec_path, config.profile)
+    R.check_output_dir(output_dir, overwrite=overwrite)
+    outcome = evaluate(spec, config, progress=progress)
+    path = R.write_run(output_dir, outcome.results, outcome.samples, overwrite=overwrite,
+                       reference_samples=outcome.reference_samples)
+    return path, outcome
+
+
+def load_spec_or_none(spec_path: str | Path | None, profile: str) -> Any:
+    if spec_path is None:
+        return None
+    from benchmark.spec import load_spec
+
+    return load_spec(spec_path, profile=profile)

@@ -1,0 +1,18 @@
+"""Shared test set-up: every cache goes to a per-session temp dir, and nothing reaches the Hub."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Caches under a session temp dir unless the developer points ORGANISM_BENCH_CACHE somewhere on purpose."""
+    if "ORGANISM_BENCH_CACHE" not in os.environ:
+        os.environ["ORGANISM_BENCH_CACHE"] = str(tmp_path_factory.mktemp("organism-bench-cache"))
