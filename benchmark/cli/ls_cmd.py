@@ -13,6 +13,9 @@ from benchmark.cli.base import console, leaf, print_json
 # section name -> "module:function" returning a list of flat dict rows; imported lazily so `ls` stays fast.
 SECTIONS: dict[str, str] = {
     "profiles": "organism.profiles:ls_rows",
+    "suites": "prompts.suites:ls_rows",
+    "judges": "benchmark.judges:ls_rows",
+    "mitigations": "benchmark.spec:ls_rows",
 }
 
 

@@ -1,0 +1,77 @@
+"""`organism-bench organism ...`: work with the organisms themselves.
+
+`info` loads a stage and prints what was loaded and how long it took (the way to check a cache or a download);
+`convert` builds the smol profile's safetensors copy of the embedded GGUF. Later subcommands (`build`) join the
+same group.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from benchmark.cli.base import console, leaf, print_json
+
+STAGE_CHOICES = ("base", "m0", "m1")
+DTYPE_CHOICES = ("bfloat16", "float32", "float16")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("organism", help="load, inspect and convert the organisms")
+    group = p.add_subparsers(dest="organism_command", metavar="SUBCOMMAND", parser_class=type(p))
+    p.set_defaults(_run=lambda args: _help(p), _parser=p)
+
+    info = group.add_parser("info", help="load a profile's stage and print its load record and load time")
+    info.add_argument("--profile", required=True, help="profile name (see `organism-bench ls --profiles`)")
+    info.add_argument("--stage", default="m1", choices=STAGE_CHOICES, help="which checkpoint (default m1)")
+    info.add_argument("--revision", default=None, help="Hub revision overriding the profile's pin")
+    info.add_argument("--adapter", default=None, help="a local PEFT adapter directory merged on top")
+    info.add_argument("--dtype", default="bfloat16", choices=DTYPE_CHOICES)
+    info.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    info.add_argument("--json", action="store_true", help="machine-readable output")
+    leaf(info, run_info)
+
+    convert = group.add_parser("convert", help="build the smol profile's safetensors copy and print its path")
+    convert.add_argument("--json", action="store_true", help="machine-readable output")
+    leaf(convert, run_convert)
+
+
+def _help(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from organism.loading import load_organism
+
+    start = time.perf_counter()
+    loaded = load_organism(args.profile, args.stage, dtype=args.dtype, device=args.device, revision=args.revision,
+                           adapter=args.adapter)
+    seconds = time.perf_counter() - start
+    data = loaded.record.to_dict()
+    data["load_seconds"] = round(seconds, 3)
+    data["parameters"] = sum(p.numel() for p in loaded.model.parameters())
+    if args.json:
+        print_json(data)
+        return 0
+    out = console()
+    for key, value in data.items():
+        if key == "notes":
+            continue
+        out.print(f"[bold]{key}[/bold]: {'' if value is None else value}")
+    for note in data["notes"]:
+        out.print(f"note: {note}")
+    return 0
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    from organism import smol
+
+    start = time.perf_counter()
+    path = smol.ensure_copy()
+    seconds = time.perf_counter() - start
+    if args.json:
+        print_json({"path": str(path), "seconds": round(seconds, 3), **smol.copy_source(path)})
+    else:
+        print(path)
+    return 0
