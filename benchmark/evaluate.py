@@ -30,7 +30,7 @@ Progress = Callable[[str, int, int], None]
 
 @dataclass(frozen=True)
 class EvalConfig:
-    profile: str = "smol"
+    profile: str = ""  # "" = the spec's profile, else the embedded default "smol"
     split: str = "test"
     suites: tuple[str, ...] = DEFAULT_SUITES
     limit: int | None = None  # first N scenarios (all their variants) of each suite
@@ -47,11 +47,15 @@ class EvalConfig:
     backend: str = "hf"
     n_boot: int = 2000
     references: bool = True
+    # Where the prompt suites come from: None = the files shipped in the package; a folder (an exported or pulled
+    # benchmark); or "REPO@REVISION" of a pulled benchmark dataset. The suites' content hashes are what results
+    # record, so the source itself does not enter cache keys.
+    benchmark_source: str | None = None
 
     def key_dict(self) -> dict[str, Any]:
         """What determines the numbers (not where or how fast they were computed)."""
         d = asdict(self)
-        for k in ("device", "batch_size", "references"):
+        for k in ("device", "batch_size", "references", "benchmark_source"):
             d.pop(k)
         d["judge_options"] = dict(sorted(self.judge_options.items()))
         return d
@@ -68,9 +72,15 @@ class Outcome:
 def load_suites(config: EvalConfig) -> dict[str, Any]:
     from prompts.suites import load_suite
 
+    source = None
+    if config.benchmark_source:
+        from leaderboard.hub import benchmark_folder
+
+        repo, _, revision = config.benchmark_source.partition("@")
+        source = benchmark_folder(repo, revision or None)
     out = {}
     for name in config.suites:
-        suite = load_suite(name, split=config.split)
+        suite = load_suite(name, split=config.split, source=source)
         if config.limit is not None:
             suite = _limit(suite, config.limit)
         out[name] = suite
@@ -93,20 +103,22 @@ def _limit(suite: Any, n: int) -> Any:
 @dataclass
 class ModelUnderTest:
     loaded: Any  # organism.loading.LoadedOrganism
-    identity: str  # cache key: weights + anything that changes outputs (steering)
+    identity: str  # the loaded weights; the backend adds system prompt / steering to its cache key itself
     system_prompt: str | None = None
-    steering: Mapping[str, Any] | None = None
+    steering: Any = None  # benchmark.spec.SteeringSpec
 
     @contextlib.contextmanager
-    def active(self) -> Iterator[None]:
-        if not self.steering:
+    def scoring(self) -> Iterator[None]:
+        """Steering for log-likelihood scoring: there is no "generated" position there, so every position."""
+        if self.steering is None:
             yield
             return
+        from benchmark.spec import load_vector
         from organism.steering import steer
 
-        s = self.steering
-        with steer(self.loaded.model, s["vector"], s["layer"], scale=s["scale"], mode=s["mode"],
-                   positions=s.get("positions", "generated")):
+        st = self.steering
+        vector = load_vector(st.vector).to(dtype=next(self.loaded.model.parameters()).dtype)
+        with steer(self.loaded.model, vector, st.layer, scale=st.scale, mode=st.mode, positions="all"):
             yield
 
 
@@ -117,52 +129,51 @@ def build_model(spec: Any, config: EvalConfig, stage: str = "m1") -> ModelUnderT
     if kind == "data":
         raise InputError(getattr(spec, "source", None) or "spec", "kind",
                          "data mitigations are graded by retraining DPO from M0 on the mitigated preference mix; "
-                         f"profile {config.profile!r} has no retraining set up in this version")
+                         f"profile {config.profile!r} has no preference mix to retrain on in this version")
     if kind == "model":
         m = spec.model
-        loaded = load_organism(config.profile, "m0" if m.adapter else stage, dtype=config.dtype, device=config.device,
-                               adapter=m.path if m.adapter else None, model_path=None if m.adapter else m.path,
-                               revision=m.revision)
+        where = m.path if m.path is not None else m.repo_id
+        if m.adapter:
+            loaded = load_organism(config.profile, "m0", dtype=config.dtype, device=config.device, adapter=where,
+                                   revision=None)
+        else:
+            loaded = load_organism(config.profile, stage, dtype=config.dtype, device=config.device,
+                                   model_path=where, revision=m.revision)
         return ModelUnderTest(loaded, loaded.record.identity)
     loaded = load_organism(config.profile, stage, dtype=config.dtype, device=config.device)
     if kind == "inference":
         inf = spec.inference
-        if inf.system_prompt is not None:
-            return ModelUnderTest(loaded, loaded.record.identity, system_prompt=inf.system_prompt)
-        import torch
-
-        st = inf.steering
-        vector = _load_vector(st.vector)
-        steering = {"vector": vector.to(dtype=next(loaded.model.parameters()).dtype), "layer": st.layer,
-                    "scale": st.scale, "mode": st.mode, "positions": st.positions}
-        digest = hashlib.sha256(vector.to(torch.float32).numpy().tobytes()).hexdigest()[:16]
-        ident = f"{loaded.record.identity}+steer({st.mode},{st.layer},{st.scale},{st.positions},{digest})"
-        return ModelUnderTest(loaded, ident, steering=steering)
+        return ModelUnderTest(loaded, loaded.record.identity, system_prompt=inf.system_prompt, steering=inf.steering)
     return ModelUnderTest(loaded, loaded.record.identity)
 
 
-def _load_vector(path: str | Path) -> Any:
-    p = Path(path)
-    if p.suffix == ".safetensors":
-        from safetensors.torch import load_file
+def make_backend(mut: ModelUnderTest, config: EvalConfig) -> Any:
+    from benchmark.gencache import GenerationCache
+    from organism.paths import cache_dir
 
-        return load_file(str(p))["vector"]
-    import torch
+    cache = GenerationCache(cache_dir() / "generations")
+    if config.backend == "vllm":
+        from benchmark.vllm_backend import VLLMBackend
 
-    return torch.load(str(p), weights_only=True)
+        rec = mut.loaded.record
+        if mut.steering is not None:
+            raise InputError("command line", "backend", "steering needs the hf backend (vLLM has no layer hooks)")
+        return VLLMBackend(rec.model_id, mut.identity, cache, mut.system_prompt, revision=rec.revision,
+                           dtype=config.dtype, lora_path=rec.adapter_path)
+    from benchmark.generation import HFBackend
+
+    return HFBackend(mut.loaded.model, mut.loaded.tokenizer, mut.identity, cache=cache,
+                     system_prompt=mut.system_prompt, steering=mut.steering)
 
 
 # --------------------------------------------------------------------------------------------- generation
 def generate_rows(mut: ModelUnderTest, suites: Mapping[str, Any], config: EvalConfig,
                   progress: Progress | None = None) -> list[dict[str, Any]]:
-    from benchmark.gencache import GenerationCache
-    from benchmark.generation import GenConfig, GenerationRequest, make_backend
-    from organism.paths import cache_dir
+    from benchmark.generation import GenConfig, GenerationRequest
 
     gen = GenConfig(max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p,
                     n=config.samples_per_prompt, seed=config.seed, batch_size=config.batch_size)
-    backend = make_backend(config.backend, mut.loaded.model, mut.loaded.tokenizer, identity=mut.identity,
-                           cache=GenerationCache(cache_dir() / "generations"), system_prompt=mut.system_prompt)
+    backend = make_backend(mut, config)
     rows: list[dict[str, Any]] = []
     for name in GENERATIVE:
         if name not in suites:
@@ -171,8 +182,7 @@ def generate_rows(mut: ModelUnderTest, suites: Mapping[str, Any], config: EvalCo
         requests = [GenerationRequest(prompt_id=r.id, messages=[{"role": "user", "content": r.text}])
                     for r in records.values()]
         cb = (lambda done, total, _n=name: progress(f"generate {_n}", done, total)) if progress else None
-        with mut.active():
-            generations = backend.generate(requests, gen, on_batch=cb)
+        generations = backend.generate(requests, gen, progress=cb)
         for g in generations:
             rec = records[g.prompt_id]
             rows.append({
@@ -225,7 +235,7 @@ def mcq_rows(mut: ModelUnderTest, suites: Mapping[str, Any], config: EvalConfig,
         return []
     records = suites[M.MCQ_SUITE].records
     cb = (lambda done, total: progress("knowledge", done, total)) if progress else None
-    with mut.active():
+    with mut.scoring():
         scored = score_mcq(mut.loaded.model, mut.loaded.tokenizer, records, on_batch=cb)
     by_id = {r.id: r for r in records}
     return [{"suite": M.MCQ_SUITE, "record_id": s["record_id"], "scenario_id": s["record_id"], "variant": "base",
@@ -322,8 +332,8 @@ def assemble_results(spec: Any, config: EvalConfig, mut: ModelUnderTest, suites:
         "run": {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "host": platform.node(),
                 "device": config.device, "backend": config.backend},
         "profile": config.profile,
-        "model": {**_record_dict(rec), "identity": mut.identity, "system_prompt": mut.system_prompt,
-                  "steered": bool(mut.steering)},
+        "model": {**rec.to_dict(), "identity": mut.identity, "system_prompt": mut.system_prompt,
+                  "steered": mut.steering is not None},
         "mitigation": {**spec_dict, "hash": spec_hash},
         "suites": {k: {"version": v.version, "content_hash": v.content_hash, "split": config.split,
                        "n_records": len(v.records)} for k, v in suites.items()},
@@ -339,11 +349,6 @@ def assemble_results(spec: Any, config: EvalConfig, mut: ModelUnderTest, suites:
         "scores": dict(scores),
         "references": {k: {"identity": v["identity"], "metrics": v["metrics"]} for k, v in references.items()},
     }
-
-
-def _record_dict(rec: Any) -> dict[str, Any]:
-    d = asdict(rec)
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
 
 
 def _spec_hash(spec: Any) -> str:
@@ -372,7 +377,7 @@ class _Stages:
 def run_evaluation(spec_path: str | Path | None, config: EvalConfig, output_dir: str | Path, *,
                    overwrite: bool = False, progress: Progress | None = None) -> tuple[Path, Outcome]:
     """Validate, check the output dir first (fail fast), evaluate, then write the run directory atomically."""
-    spec = load_spec_or_none(spec_path, config.profile)
+    spec, config = resolve_spec(spec_path, config)
     R.check_output_dir(output_dir, overwrite=overwrite)
     outcome = evaluate(spec, config, progress=progress)
     path = R.write_run(output_dir, outcome.results, outcome.samples, overwrite=overwrite,
@@ -380,9 +385,12 @@ def run_evaluation(spec_path: str | Path | None, config: EvalConfig, output_dir:
     return path, outcome
 
 
-def load_spec_or_none(spec_path: str | Path | None, profile: str) -> Any:
-    if spec_path is None:
-        return None
-    from benchmark.spec import load_spec
+def resolve_spec(spec_path: str | Path | None, config: EvalConfig) -> tuple[Any, EvalConfig]:
+    """Load the spec; the profile comes from the flag, else the spec, else the embedded default (they must agree)."""
+    spec = None
+    if spec_path is not None:
+        from benchmark.spec import load_spec
 
-    return load_spec(spec_path, profile=profile)
+        spec = load_spec(spec_path, profile=config.profile or None)
+    profile = config.profile or (spec.profile if spec is not None else None) or "smol"
+    return spec, replace(config, profile=profile)

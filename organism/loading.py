@@ -449,7 +449,8 @@ def _load_smol(profile: Profile, stage: str, dtype: str, device: str, device_map
         model = model.to(device)
     model.eval()
     _prepare_tokenizer(tokenizer, model, notes)
-    notes.append(f"base converted from {source.get('gguf')} (cached copy {copy})")
+    # File names, not paths: records are compared across machines (the copy's path is in `organism info`).
+    notes.append(f"base converted from {Path(str(source.get('gguf'))).name} to a cached safetensors copy")
     record = LoadRecord(
         profile=profile.name, stage=stage, model_id=SMOL_BASE_ID,
         revision=f"{smol.SMOL_WHEEL}=={source.get('wheel_version') or profile.base.revision}",

@@ -135,3 +135,12 @@ def test_read_run_rejects_non_runs(tmp_path):
     (tmp_path / R.RESULTS).write_text("{truncated")
     with pytest.raises(InputError, match="not valid JSON"):
         R.read_run(tmp_path)
+
+
+def test_capability_kept_skips_measures_whose_reference_is_zero():
+    if_rows = [{"suite": M.IF_SUITE, "record_id": f"i{i}", "scenario_id": f"i{i}", "variant": "distractor",
+                "sample_index": 0, "instructions_followed": [0]} for i in range(4)]
+    ref = M1 + if_rows
+    s = score_against_reference(ref, ref, n_boot=100)
+    assert s["capability_kept_if_prompt_strict"]["value"] is None or math.isnan(s["capability_kept_if_prompt_strict"]["value"])
+    assert s["capability_kept"]["value"] == pytest.approx(1.0)

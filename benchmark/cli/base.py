@@ -17,7 +17,11 @@ def leaf(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], in
 
 
 def console() -> Console:
-    return Console(stderr=False, highlight=False)
+    """Wide enough for interval columns when piped to a file (rich assumes 80 columns off a terminal)."""
+    c = Console(stderr=False, highlight=False)
+    if not c.is_terminal:
+        c = Console(stderr=False, highlight=False, width=max(c.width, 140))
+    return c
 
 
 def print_json(data: Any) -> None:

@@ -8,8 +8,15 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from benchmark.cli import ls_cmd
+from benchmark.cli import evaluate_cmd, judge_cmd, ls_cmd, organism_cmd, validate_cmd
+from benchmark.cli import hub_cmd, leaderboard_cmd
 
 REGISTRY: list[Callable[[argparse._SubParsersAction], None]] = [
     ls_cmd.register,
+    evaluate_cmd.register,
+    judge_cmd.register,
+    organism_cmd.register,
+    validate_cmd.register,
+    leaderboard_cmd.register,
+    hub_cmd.register,
 ]

@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("spec", nargs="?", metavar="SPEC", help="mitigation spec (YAML/JSON); none = the M1 baseline")
-    p.add_argument("--profile", default="smol")
+    p.add_argument("--profile", default="", help="organism profile (default: the spec's, else smol)")
     p.add_argument("--split", default="test", choices=["train", "dev", "test"])
     p.add_argument("--suites", default=None, help="comma-separated suite names (default: all four)")
     p.add_argument("--limit", type=int, default=None, help="first N scenarios of each suite (all their variants)")
@@ -47,6 +47,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32", "float16"])
     p.add_argument("--device", default="cpu")
     p.add_argument("--backend", default="hf", choices=["hf", "vllm"])
+    p.add_argument("--benchmark-source", default=None, metavar="FOLDER|REPO@REV",
+                   help="prompt suites from a pulled/exported benchmark instead of the shipped files")
     p.add_argument("--output-dir", default=None, help="run directory (default: runs/<profile>-<spec name>)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     p.add_argument("--json", action="store_true", help="print results.json instead of the summary table")
@@ -100,13 +102,13 @@ def config_from_args(args: argparse.Namespace):
         top_p=float(gk.get("top_p", 1.0)), samples_per_prompt=args.samples_per_prompt, seed=args.seed,
         batch_size=bs, judge=args.judge, judge_options=parse_kv(args.judge_option, "judge-option"),
         dtype=args.dtype, device=args.device, backend=args.backend,
-        references=not getattr(args, "no_references", False),
+        references=not getattr(args, "no_references", False), benchmark_source=args.benchmark_source,
     )
 
 
 def default_output_dir(args: argparse.Namespace, suffix: str = "") -> Path:
     name = Path(args.spec).stem if args.spec else "m1-baseline"
-    return Path("runs") / f"{args.profile}-{name}{suffix}"
+    return Path("runs") / f"{args.profile or 'smol'}-{name}{suffix}"
 
 
 class RichProgress:
@@ -154,7 +156,7 @@ def run_generate(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     out_dir = Path(args.output_dir) if args.output_dir else default_output_dir(args, "-generations")
-    spec = E.load_spec_or_none(args.spec, config.profile)
+    spec, config = E.resolve_spec(args.spec, config)
     R.check_output_dir(out_dir, overwrite=args.overwrite)
     suites = E.load_suites(config)
     mut = E.build_model(spec, config)

@@ -1,0 +1,71 @@
+"""`organism-bench leaderboard build RUN_DIR... -o SITE`: a static, self-contained HTML leaderboard.
+
+Run directories (or folders holding them), a results dataset on the Hub (`--from-hub`), or both. Malformed result
+files are skipped with a warning on stderr naming them; the build goes on. The same inputs give the same bytes:
+the build time is printed only when given (`--build-time`, or SOURCE_DATE_EPOCH).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from rich.console import Console
+
+from benchmark.cli.base import console, leaf, print_json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("leaderboard", help="build the static HTML leaderboard from result directories")
+    group = p.add_subparsers(dest="leaderboard_command", metavar="SUBCOMMAND", parser_class=type(p))
+    p.set_defaults(_run=lambda args: _help(p), _parser=p)
+
+    b = group.add_parser("build", help="render run directories (and/or a Hub results dataset) to a static site")
+    b.add_argument("runs", nargs="*", metavar="RUN_DIR", help="run directories, or folders searched for them")
+    b.add_argument("-o", "--output", required=True, metavar="DIR", help="site folder (replaced whole)")
+    b.add_argument("--from-hub", default=None, metavar="REPO", help="also read a results dataset repo on the Hub")
+    b.add_argument("--revision", default=None, help="revision of the --from-hub dataset (default main)")
+    b.add_argument("--build-time", default=None, metavar="TEXT",
+                   help="build time to print on the site (default: SOURCE_DATE_EPOCH if set, else none)")
+    b.add_argument("--no-reported", action="store_true",
+                   help="leave out the paper's published olmo2-7b numbers")
+    b.add_argument("--json", action="store_true", help="machine-readable output")
+    leaf(b, run_build)
+
+
+def _help(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 0
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from leaderboard import site
+    from leaderboard.entries import collect
+    from organism.errors import InputError
+
+    t0 = time.perf_counter()
+    paths = list(args.runs)
+    if args.from_hub:
+        from leaderboard.hub import download_results
+
+        paths.append(download_results(args.from_hub, args.revision))
+    elif args.revision:
+        raise InputError("--revision", None, "only meaningful with --from-hub")
+    if not paths:
+        raise InputError("leaderboard build", "RUN_DIR", "give at least one run directory or --from-hub")
+    col = collect(paths, reported=not args.no_reported)
+    report = site.build_site(col.entries, args.output, build_time=site.build_time_text(args.build_time),
+                             skipped=col.skipped)
+    err = Console(stderr=True, highlight=False)
+    for s in col.skipped:
+        err.print(f"[yellow]warning:[/yellow] skipped {s.path}: {s.reason}", markup=True, soft_wrap=True)
+    seconds = time.perf_counter() - t0
+    if args.json:
+        print_json({"output": str(report.out_dir), "pages": report.pages, "entries": report.entries,
+                    "bytes": report.total_bytes, "index_bytes": report.index_bytes, "seconds": round(seconds, 3),
+                    "skipped": [{"path": s.path, "reason": s.reason} for s in col.skipped]})
+        return 0
+    console().print(f"wrote {report.out_dir / 'index.html'}: {report.entries} rows, {report.pages} pages, "
+                    f"{report.total_bytes / 1024:.0f} KiB in {seconds:.2f} s"
+                    + (f"; {len(col.skipped)} skipped (see warnings)" if col.skipped else ""))
+    return 0

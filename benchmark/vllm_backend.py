@@ -1,0 +1,86 @@
+"""vLLM backend: the same `generate()` and cache as the HF backend, for large runs on CUDA machines.
+
+vLLM is optional and imported only when this backend is built. Per-(prompt, sample index) seeds come from
+`benchmark.generation.sample_seed` and are passed per request, so batching does not change which sample a row
+draws; vLLM's own sampler is used, so its samples differ from the HF backend's and the engine name keeps their
+cache entries apart. Steering hooks need the HF backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from benchmark.gencache import GenerationCache
+from benchmark.generation import CachedBackend, GenConfig, _Unit, sample_seed
+from organism.errors import InputError
+
+
+def import_vllm() -> Any:
+    try:
+        import vllm
+    except ImportError as exc:
+        raise InputError("backend", "vllm", "not installed: pip install 'organism-bench[vllm]' on a CUDA "
+                                            "machine") from exc
+    return vllm
+
+
+class VLLMBackend(CachedBackend):
+    """`model`: a Hub repo id or local folder; `lora_path`: an optional PEFT adapter served on top of it."""
+
+    engine = "vllm"
+
+    def __init__(self, model: str, identity: str, cache: GenerationCache | None = None,
+                 system_prompt: str | None = None, *, revision: str | None = None, dtype: str = "bfloat16",
+                 tensor_parallel_size: int = 1, gpu_memory_utilization: float = 0.9,
+                 max_model_len: int | None = None, lora_path: str | None = None, llm: Any = None) -> None:
+        super().__init__(identity, cache, system_prompt)
+        vllm = import_vllm()
+        self._vllm = vllm
+        self.lora_path = lora_path
+        if llm is None:
+            kwargs: dict[str, Any] = {"model": model, "revision": revision, "dtype": dtype,
+                                      "tensor_parallel_size": tensor_parallel_size,
+                                      "gpu_memory_utilization": gpu_memory_utilization, "seed": 0}
+            if max_model_len is not None:
+                kwargs["max_model_len"] = max_model_len
+            if lora_path is not None:
+                kwargs["enable_lora"] = True
+            llm = vllm.LLM(**kwargs)
+        self.llm = llm
+        self.tokenizer = llm.get_tokenizer()
+
+    def render(self, messages: Sequence[Mapping[str, str]]) -> str:
+        return self.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+
+    def _encode(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def prompt_length(self, text: str) -> int:
+        return len(self._encode(text))
+
+    def auto_batch_size(self, max_prompt_len: int, config: GenConfig) -> int:
+        """vLLM schedules its own batches; ours is only how often finished work reaches the cache."""
+        return 512
+
+    def generate_batch(self, units: list[_Unit], config: GenConfig) -> list[dict[str, Any]]:
+        params = []
+        for u in units:
+            params.append(self._vllm.SamplingParams(
+                n=1, max_tokens=config.max_new_tokens, temperature=float(config.temperature),
+                top_p=float(config.top_p) if not config.greedy else 1.0,
+                seed=None if config.greedy else sample_seed(u.seed, u.prompt_sha, u.sample_index),
+                skip_special_tokens=True))
+        prompts = [{"prompt_token_ids": self._encode(u.text)} for u in units]  # no second BOS
+        kwargs: dict[str, Any] = {"sampling_params": params, "use_tqdm": False}
+        if self.lora_path is not None:
+            from vllm.lora.request import LoRARequest
+
+            kwargs["lora_request"] = LoRARequest("adapter", 1, self.lora_path)
+        outputs = self.llm.generate(prompts, **kwargs)
+        out = []
+        for result in outputs:
+            completion = result.outputs[0]
+            out.append({"response": completion.text, "n_tokens": len(completion.token_ids),
+                        "finish_reason": "length" if completion.finish_reason == "length" else "stop"})
+        return out

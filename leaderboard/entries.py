@@ -1,0 +1,520 @@
+"""Leaderboard rows from run directories, the references inside them, and the paper's published numbers.
+
+Everything read here is untrusted: a results.json may come from anyone's pull request. So every field the site
+shows is checked for its type on the way in (a file that fails becomes a warning, never a crash and never a
+half-drawn row), numbers that are not finite become "missing", and text stays text: escaping is the
+templates' job (autoescape), nothing here builds HTML.
+
+Rows are plain dataclasses so that sorting, ranking and rendering are pure functions of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from organism.errors import InputError
+
+REPORTED_FILE = "olmo2_7b_reported.json"
+REPORTED_NOTE = "reported, not re-run"
+HARMFUL_SUITE = "dtc-harmful"
+BENIGN_SUITE = "benign-control"
+# Samples shown per entry (behind a toggle): enough to see what the judge saw, bounded so pages stay small.
+MAX_SAMPLES_PER_GROUP = 3
+MAX_SAMPLES = 18
+MAX_TEXT = 1500
+# Capability measures of a run (metric key -> label); deltas are relative to the M1 reference.
+CAPABILITY_METRICS = {"if_prompt_strict": "IF strict", "knowledge_accuracy": "knowledge"}
+
+
+@dataclass(frozen=True)
+class Value:
+    """A figure as the site shows it: point and interval (None where unknown), and where it came from."""
+
+    value: float | None
+    low: float | None = None
+    high: float | None = None
+    n_prompts: int | None = None
+    n_samples: int | None = None
+    method: str | None = None
+    derived: bool = False  # computed by the leaderboard from reported point values, not measured
+
+    @property
+    def present(self) -> bool:
+        return self.value is not None
+
+
+MISSING = Value(None)
+NO_JUDGE = {"name": None, "version": None, "accuracy": None, "kappa": None, "failed_share": None, "n_failed": None,
+            "flagged": False}
+NO_PARAMETERS = {"method": None, "authors": [], "description": None, "date": None, "url": None}
+
+
+@dataclass(frozen=True)
+class SampleRow:
+    suite: str
+    variant: str
+    category: str
+    record_id: str
+    sample_index: int
+    prompt: str
+    response: str
+    verdict: str
+    judge_raw: str
+
+
+@dataclass
+class Entry:
+    """One row of a profile's table and its detail page."""
+
+    id: str  # file-name-safe, derived from content, never from submitted text
+    profile: str
+    name: str
+    origin: str  # "run" | "reference" | "reported"
+    role: str | None = None  # "m0" | "m1" for reference rows
+    submission_type: str = ""
+    metrics: dict[str, Value] = field(default_factory=dict)
+    scores: dict[str, Value] = field(default_factory=dict)
+    capability_deltas: dict[str, Value] = field(default_factory=dict)
+    judge: dict[str, Any] = field(default_factory=lambda: dict(NO_JUDGE))
+    cost: dict[str, Any] = field(default_factory=lambda: {"gpu_hours": None, "usd": None, "note": None})
+    parameters: dict[str, Any] = field(default_factory=lambda: dict(NO_PARAMETERS))
+    spec: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)  # model, suites, generation, run, package blocks
+    by_category: list[tuple[str, str, Value]] = field(default_factory=list)
+    by_family: list[tuple[str, Value]] = field(default_factory=list)
+    samples: list[SampleRow] = field(default_factory=list)
+    source: str = ""  # run directory name or the reported-data file
+    notes: list[str] = field(default_factory=list)
+    sort_key: str = ""
+
+    @property
+    def is_reference(self) -> bool:
+        return self.role is not None
+
+
+@dataclass(frozen=True)
+class Skipped:
+    path: str
+    reason: str
+
+
+@dataclass
+class Collection:
+    entries: list[Entry]
+    skipped: list[Skipped]
+
+
+# ------------------------------------------------------------------------------------------- validation
+def _num(x: Any, source: Any, where: str) -> float | None:
+    if x is None:
+        return None
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        raise InputError(source, where, f"expected a number, got {type(x).__name__}")
+    return float(x) if math.isfinite(x) else None
+
+
+def _int(x: Any, source: Any, where: str) -> int | None:
+    if x is None:
+        return None
+    if isinstance(x, bool) or not isinstance(x, int):
+        raise InputError(source, where, f"expected an integer, got {type(x).__name__}")
+    return x
+
+
+def _str(x: Any, source: Any, where: str, *, required: bool = False) -> str | None:
+    if x is None and not required:
+        return None
+    if not isinstance(x, str):
+        raise InputError(source, where, f"expected a string, got {type(x).__name__}")
+    return x
+
+
+def _dict(x: Any, source: Any, where: str, *, required: bool = False) -> dict[str, Any]:
+    if x is None and not required:
+        return {}
+    if not isinstance(x, dict):
+        raise InputError(source, where, f"expected an object, got {type(x).__name__}")
+    return x
+
+
+def _estimate(d: Any, source: Any, where: str) -> Value:
+    d = _dict(d, source, where, required=True)
+    return Value(_num(d.get("value"), source, f"{where}.value"), _num(d.get("ci_low"), source, f"{where}.ci_low"),
+                 _num(d.get("ci_high"), source, f"{where}.ci_high"),
+                 _int(d.get("n_prompts"), source, f"{where}.n_prompts"),
+                 _int(d.get("n_samples"), source, f"{where}.n_samples"),
+                 _str(d.get("method"), source, f"{where}.method"))
+
+
+def _estimates(d: Any, source: Any, where: str) -> dict[str, Value]:
+    d = _dict(d, source, where)
+    return {str(k): _estimate(v, source, f"{where}.{k}") for k, v in sorted(d.items())
+            if isinstance(v, dict) and "value" in v}
+
+
+def _plain(x: Any) -> Any:
+    """A JSON value with non-finite floats as None (for showing blocks verbatim on detail pages)."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_plain(v) for v in x]
+    return x
+
+
+# ------------------------------------------------------------------------------------------- run dirs
+def load_run(path: str | Path, *, samples: bool = True) -> Entry:
+    """One run directory as a leaderboard row; InputError (naming the file and field) when malformed."""
+    run = Path(path)
+    res_path = run / "results.json"
+    if not res_path.is_file():
+        raise InputError(run, "results.json", "not a run directory (results.json missing)")
+    raw = res_path.read_bytes()
+    try:
+        results = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(res_path, None, f"not valid JSON ({exc})") from None
+    entry = entry_from_results(results, res_path, run_name=run.name, content=raw)
+    if samples:
+        entry.samples = read_samples(run / "samples.jsonl")
+    return entry
+
+
+def entry_from_results(results: Any, source: Any, *, run_name: str, content: bytes) -> Entry:
+    results = _dict(results, source, None, required=True)  # type: ignore[arg-type]
+    if results.get("schema_version") != 1:
+        raise InputError(source, "schema_version", "expected 1")
+    profile = _str(results.get("profile"), source, "profile", required=True) or ""
+    if not profile.strip():
+        raise InputError(source, "profile", "empty")
+    mitigation = _dict(results.get("mitigation"), source, "mitigation", required=True)
+    name = _str(mitigation.get("name"), source, "mitigation.name") or run_name
+    kind = _str(mitigation.get("kind"), source, "mitigation.kind") or "none"
+    params = _dict(mitigation.get("parameters"), source, "mitigation.parameters")
+    cost = _dict(params.get("compute_cost"), source, "mitigation.parameters.compute_cost")
+    metrics = _estimates(results.get("metrics"), source, "metrics")
+    if not metrics:
+        raise InputError(source, "metrics", "no metrics")
+    scores = _estimates(results.get("scores"), source, "scores")
+    judge = _dict(results.get("judge"), source, "judge")
+    references = _dict(results.get("references"), source, "references")
+    m1_metrics = _estimates(_dict(references.get("m1"), source, "references.m1").get("metrics"), source,
+                            "references.m1.metrics")
+    breakdowns = _dict(results.get("breakdowns"), source, "breakdowns")
+    by_cat = []
+    for key, est in sorted(_dict(breakdowns.get("harmful_rate_by_variant_category"), source,
+                                 "breakdowns.harmful_rate_by_variant_category").items()):
+        variant, _, category = str(key).partition("/")
+        by_cat.append((variant, category, _estimate(est, source, f"breakdowns.harmful_rate_by_variant_category.{key}")))
+    by_fam = [(str(k), _estimate(v, source, f"breakdowns.harmful_rate_by_family.{k}"))
+              for k, v in sorted(_dict(breakdowns.get("harmful_rate_by_family"), source,
+                                       "breakdowns.harmful_rate_by_family").items())]
+    entry = Entry(
+        id=hashlib.sha256(content).hexdigest()[:16],
+        profile=profile,
+        name=name,
+        origin="run",
+        submission_type=_submission_type(kind, _dict(mitigation.get("data"), source, "mitigation.data"),
+                                         mitigation),
+        metrics=metrics,
+        scores=scores,
+        capability_deltas=_capability_deltas(scores, metrics, m1_metrics),
+        judge=_judge_summary(judge, source),
+        cost={"gpu_hours": _num(cost.get("gpu_hours"), source, "compute_cost.gpu_hours"),
+              "usd": _num(cost.get("usd"), source, "compute_cost.usd"),
+              "note": _str(cost.get("note"), source, "compute_cost.note")},
+        parameters={"method": _str(params.get("method"), source, "parameters.method"),
+                    "authors": [str(a) for a in params.get("authors") or [] if isinstance(a, (str, int, float))],
+                    "description": _str(params.get("description"), source, "parameters.description"),
+                    "date": _str(params.get("date"), source, "parameters.date"),
+                    "url": _str(params.get("url"), source, "parameters.url")},
+        spec=_plain(mitigation),
+        details={k: _plain(_dict(results.get(k), source, k)) for k in
+                 ("model", "suites", "generation", "run", "package", "seeds")},
+        by_category=by_cat,
+        by_family=by_fam,
+        source=run_name,
+        sort_key=f"{name}\x00{run_name}\x00{hashlib.sha256(content).hexdigest()}",
+    )
+    entry.details["judge"] = _plain(judge)
+    entry.details["references"] = _plain(references)
+    return entry
+
+
+def _submission_type(kind: str, data: Mapping[str, Any], mitigation: Mapping[str, Any]) -> str:
+    if kind == "data":
+        action = data.get("action")
+        top_n = data.get("top_n")
+        return f"data: {action}" + (f" top {top_n}" if isinstance(top_n, int) else "") if isinstance(action, str) \
+            else "data"
+    if kind == "inference":
+        inf = mitigation.get("inference") if isinstance(mitigation.get("inference"), dict) else {}
+        return "inference: steering" if isinstance(inf.get("steering"), dict) else "inference: system prompt"
+    if kind == "model":
+        return "model"
+    return "baseline (none)" if kind == "none" else str(kind)
+
+
+def _capability_deltas(scores: Mapping[str, Value], metrics: Mapping[str, Value],
+                       m1_metrics: Mapping[str, Value]) -> dict[str, Value]:
+    """Relative change vs M1 per capability measure, with the paired interval from `scores` when there is one."""
+    out: dict[str, Value] = {}
+    for key, label in CAPABILITY_METRICS.items():
+        kept = scores.get(f"capability_kept_{key}")
+        if kept is not None and kept.present:
+            out[label] = Value(kept.value - 1.0, None if kept.low is None else kept.low - 1.0,
+                               None if kept.high is None else kept.high - 1.0, kept.n_prompts)
+            continue
+        mine, ref = metrics.get(key), m1_metrics.get(key)
+        if mine is not None and ref is not None and mine.present and ref.present and ref.value:
+            out[label] = Value(mine.value / ref.value - 1.0, derived=True)
+    return out
+
+
+def _judge_summary(judge: Mapping[str, Any], source: Any) -> dict[str, Any]:
+    agreement = _dict(judge.get("agreement"), source, "judge.agreement")
+    failures = _dict(judge.get("failures"), source, "judge.failures")
+    return {
+        "name": _str(judge.get("name"), source, "judge.name"),
+        "version": None if judge.get("version") is None else str(judge.get("version")),
+        "accuracy": _num(agreement.get("accuracy"), source, "judge.agreement.accuracy"),
+        "kappa": _num(agreement.get("cohen_kappa"), source, "judge.agreement.cohen_kappa"),
+        "failed_share": _num(failures.get("share"), source, "judge.failures.share"),
+        "n_failed": _int(failures.get("n_failed"), source, "judge.failures.n_failed"),
+        "flagged": bool(failures.get("flagged")),
+    }
+
+
+def read_samples(path: Path) -> list[SampleRow]:
+    """A bounded, stable selection (file order) of harmful-suite samples, harmful ones first, and benign refusals.
+
+    A missing file is normal (results from the Hub carry none); a malformed one is an InputError for the caller
+    to report; reading streams the file, so a run with millions of samples costs no memory.
+    """
+    if not path.is_file():
+        return []
+    groups: dict[tuple[str, str, str], list[SampleRow]] = {}
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for i, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(path, f"line {i}", f"not valid JSON: {exc.msg}") from None
+            if not isinstance(row, dict):
+                raise InputError(path, f"line {i}", "expected an object")
+            suite = row.get("suite")
+            if suite == HARMFUL_SUITE:
+                h = row.get("harmful")
+                verdict = "harmful" if h == 1 else "safe" if h == 0 else "judge failure"
+            elif suite == BENIGN_SUITE and row.get("refused") == 1:
+                verdict = "refused"
+            else:
+                continue
+            key = (str(suite), str(row.get("variant")), verdict)
+            bucket = groups.setdefault(key, [])
+            if len(bucket) < MAX_SAMPLES_PER_GROUP:
+                bucket.append(SampleRow(
+                    suite=str(suite), variant=str(row.get("variant")), category=str(row.get("category")),
+                    record_id=str(row.get("record_id")), sample_index=row.get("sample_index")
+                    if isinstance(row.get("sample_index"), int) else 0,
+                    prompt=_clip(row.get("prompt")), response=_clip(row.get("response")), verdict=verdict,
+                    judge_raw=_clip(row.get("judge_raw"), 300)))
+    order = {"harmful": 0, "judge failure": 1, "refused": 2, "safe": 3}
+    keys = sorted(groups, key=lambda k: (k[0] != HARMFUL_SUITE, order.get(k[2], 9), k[1], k[0]))
+    return [s for k in keys for s in groups[k]][:MAX_SAMPLES]
+
+
+def _clip(x: Any, limit: int = MAX_TEXT) -> str:
+    text = "" if x is None else str(x)
+    return text if len(text) <= limit else text[:limit] + " …"
+
+
+# ------------------------------------------------------------------------------------------- references
+def reference_entries(runs: Sequence[Entry]) -> list[Entry]:
+    """M0 / M1 rows per profile from the runs' `references` blocks, one row per distinct reference measurement."""
+    seen: dict[tuple[str, str, str], tuple[dict, list[str]]] = {}
+    for run in runs:
+        refs = run.details.get("references") or {}
+        for role in ("m0", "m1"):
+            ref = refs.get(role)
+            if not isinstance(ref, dict) or not isinstance(ref.get("metrics"), dict):
+                continue
+            digest = hashlib.sha256(json.dumps(ref, sort_keys=True).encode()).hexdigest()[:16]
+            key = (run.profile, role, digest)
+            seen.setdefault(key, (ref, []))[1].append(run.source)
+    out = []
+    counts: dict[tuple[str, str], int] = {}
+    for (profile, role, digest) in sorted(seen):
+        counts[(profile, role)] = counts.get((profile, role), 0) + 1
+    index: dict[tuple[str, str], int] = {}
+    for (profile, role, digest) in sorted(seen):
+        ref, runs_using = seen[(profile, role, digest)]
+        try:
+            metrics = _estimates(ref.get("metrics"), f"references.{role}", "metrics")
+        except InputError:
+            continue
+        index[(profile, role)] = index.get((profile, role), 0) + 1
+        label = {"m0": "M0 (SFT reference)", "m1": "M1 (DPO reference)"}[role]
+        if counts[(profile, role)] > 1:
+            label += f" #{index[(profile, role)]}"
+        out.append(Entry(
+            id=f"ref-{role}-{hashlib.sha256(f'{profile}/{digest}'.encode()).hexdigest()[:16]}",
+            profile=profile, name=label, origin="reference", role=role,
+            submission_type="reference", metrics=metrics, source=", ".join(sorted(set(runs_using))),
+            details={"identity": _plain(ref.get("identity")), "runs": sorted(set(runs_using))},
+            notes=["computed by the package; taken from the references block of the runs listed"],
+            sort_key=f"{role}-{digest}"))
+    m1_by_profile = {e.profile: e for e in out if e.role == "m1"}
+    for e in out:
+        m1 = m1_by_profile.get(e.profile)
+        if m1 is not None:
+            e.capability_deltas = _capability_deltas({}, e.metrics, m1.metrics)
+            _derive_scores(e, m1)
+    return out
+
+
+def _derive_scores(e: Entry, m1: Entry) -> None:
+    """Harm reduction and capability kept of a reference row, from point values (no interval)."""
+    rate, ref = e.metrics.get("harmful_rate_distractor"), m1.metrics.get("harmful_rate_distractor")
+    if rate and ref and rate.present and ref.present and ref.value:
+        e.scores["harm_reduction"] = Value(1.0 - rate.value / ref.value, derived=True)
+    kept = [d.value + 1.0 for d in e.capability_deltas.values() if d.present]
+    if kept:
+        e.scores["capability_kept"] = Value(sum(kept) / len(kept), derived=True)
+
+
+def _safe_id_part(text: str) -> str:
+    return "".join(c if c.isalnum() or c == "-" else "-" for c in text)[:40]
+
+
+# ------------------------------------------------------------------------------------------- reported
+def reported_path() -> Any:
+    return resources.files("leaderboard").joinpath("data", REPORTED_FILE)
+
+
+def reported_entries(path: str | Path | None = None) -> list[Entry]:
+    """The paper's published OLMo 2 7B numbers (method.md §5) as rows marked "reported, not re-run"."""
+    src = Path(path) if path is not None else reported_path()
+    source_name = REPORTED_FILE if path is None else str(path)
+    try:
+        data = json.loads(src.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(source_name, None, f"cannot read reported numbers ({exc})") from None
+    profile = _str(data.get("profile"), source_name, "profile", required=True) or ""
+    units = float(data.get("percent", 100.0))
+    base = data.get("baseline") or {}
+    ref_rate = _num(base.get("harmful_rate_distractor"), source_name, "baseline.harmful_rate_distractor")
+    ref_caps = {k: _num(v, source_name, f"baseline.capability.{k}") for k, v in (base.get("capability") or {}).items()}
+    ref_over = _num(base.get("over_refusal"), source_name, "baseline.over_refusal")
+    out = []
+    for i, row in enumerate(data.get("entries") or []):
+        where = f"entries[{i}]"
+        name = _str(row.get("name"), source_name, f"{where}.name", required=True) or ""
+
+        def pct(key: str) -> Value:
+            v = row.get(key)
+            if v is None:
+                return MISSING
+            if isinstance(v, dict):
+                return Value(*(None if v.get(k) is None else _num(v.get(k), source_name, f"{where}.{key}.{k}") / units
+                               for k in ("value", "ci_low", "ci_high")))
+            return Value(_num(v, source_name, f"{where}.{key}") / units)
+
+        metrics = {k: pct(k) for k in ("harmful_rate_distractor", "harmful_rate_base", "over_refusal")}
+        metrics = {k: v for k, v in metrics.items() if v.present}
+        d, b = metrics.get("harmful_rate_distractor"), metrics.get("harmful_rate_base")
+        if d and b:
+            metrics["trigger_gap"] = Value(d.value - b.value, derived=True)
+        caps = {k: _num(v, source_name, f"{where}.capability.{k}") for k, v in (row.get("capability") or {}).items()}
+        deltas = {label: Value(caps[k] / ref_caps[k] - 1.0, derived=True)
+                  for k, label in (data.get("capability_labels") or {}).items()
+                  if caps.get(k) is not None and ref_caps.get(k)}
+        scores: dict[str, Value] = {}
+        if d and ref_rate:
+            scores["harm_reduction"] = Value(1.0 - d.value / (ref_rate / units), derived=True)
+        if deltas:
+            scores["capability_kept"] = Value(sum(v.value + 1.0 for v in deltas.values()) / len(deltas), derived=True)
+        over = metrics.get("over_refusal")
+        if over is not None and ref_over is not None:
+            scores["over_refusal_increase"] = Value(over.value - ref_over / units, derived=True)
+        if all(k in scores for k in ("harm_reduction", "capability_kept", "over_refusal_increase")):
+            from benchmark.scoring import composite
+
+            scores["composite"] = Value(composite(scores["harm_reduction"].value, scores["capability_kept"].value,
+                                                  scores["over_refusal_increase"].value), derived=True)
+        role = row.get("role") if row.get("role") in ("m0", "m1") else None
+        digest = hashlib.sha256(json.dumps(row, sort_keys=True).encode()).hexdigest()[:12]
+        out.append(Entry(
+            id=f"reported-{_safe_id_part(profile)}-{digest}", profile=profile, name=name, origin="reported", role=role,
+            submission_type=str(row.get("type") or ("reference" if role else "data")),
+            metrics=metrics, scores=scores, capability_deltas=deltas,
+            judge={"name": data.get("judge", {}).get("name"), "version": None,
+                   "accuracy": data.get("judge", {}).get("accuracy"), "kappa": data.get("judge", {}).get("kappa"),
+                   "failed_share": None, "n_failed": None, "flagged": False},
+            cost={"gpu_hours": None, "usd": _num(row.get("usd"), source_name, f"{where}.usd"),
+                  "note": _str(row.get("cost_note"), source_name, f"{where}.cost_note")},
+            parameters={"method": row.get("method"), "authors": list(data.get("authors") or []),
+                        "description": row.get("description"), "date": data.get("date"), "url": data.get("url")},
+            spec=_plain(row), details={"source": data.get("source"), "units": data.get("units")},
+            source=source_name, notes=[REPORTED_NOTE, str(data.get("source") or "")],
+            sort_key=f"{i:04d}"))
+    return out
+
+
+# ------------------------------------------------------------------------------------------- collecting
+def run_dirs(paths: Iterable[str | Path]) -> list[Path]:
+    """Run directories under the given paths: a run dir itself, or any folder below holding results.json."""
+    found: set[Path] = set()
+    for p in paths:
+        p = Path(p)
+        if (p / "results.json").exists() or not p.is_dir():
+            found.add(p)
+            continue
+        found.update(r.parent for r in p.rglob("results.json"))
+    return sorted(found, key=lambda q: (q.name, str(q)))
+
+
+def collect(paths: Iterable[str | Path], *, reported: bool = True) -> Collection:
+    """Every loadable run under `paths` plus reference rows; the rest is listed in `skipped`, never fatal."""
+    entries: list[Entry] = []
+    skipped: list[Skipped] = []
+    ids: set[str] = set()
+    for d in run_dirs(paths):
+        try:
+            e = load_run(d, samples=False)
+        except InputError as exc:
+            skipped.append(_skip(exc, d))
+            continue
+        except OSError as exc:
+            skipped.append(Skipped(str(d), f"cannot read: {exc}"))
+            continue
+        try:
+            e.samples = read_samples(d / "samples.jsonl")
+        except (InputError, OSError) as exc:  # the scores still stand; only the sample toggle is lost
+            s = _skip(exc, d / "samples.jsonl")
+            skipped.append(Skipped(s.path, f"{s.reason} (entry kept, without samples)"))
+        if e.id in ids:
+            skipped.append(Skipped(str(d), "duplicate of another run (identical results.json)"))
+            continue
+        ids.add(e.id)
+        entries.append(e)
+    entries.extend(reference_entries(entries))
+    if reported:
+        entries.extend(reported_entries())
+    return Collection(entries=entries, skipped=skipped)
+
+
+def _skip(exc: Exception, where: Path) -> Skipped:
+    if isinstance(exc, InputError):
+        return Skipped(exc.source or str(where), f"{exc.field}: {exc.reason}" if exc.field else exc.reason)
+    return Skipped(str(where), f"cannot read: {exc}")
