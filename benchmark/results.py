@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from organism.fileio import atomic_directory, iter_jsonl, write_text_atomic
 from organism.errors import InputError
 
 SCHEMA_VERSION = 1
@@ -41,25 +39,11 @@ def check_output_dir(path: str | Path, *, overwrite: bool) -> Path:
 def write_run(path: str | Path, results: Mapping[str, Any], samples: Iterable[Mapping[str, Any]], *, overwrite: bool,
               reference_samples: Iterable[Mapping[str, Any]] = ()) -> Path:
     out = check_output_dir(path, overwrite=overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with atomic_directory(out, fsync=True) as tmp:
         _write_json(tmp / RESULTS, results)
         _write_jsonl(tmp / SAMPLES, samples)
         _write_jsonl(tmp / REFERENCE_SAMPLES, reference_samples)
         _write_json(tmp / SUMMARY, leaderboard_summary(results))
-        for f in tmp.iterdir():
-            _fsync(f)
-        if out.exists():
-            backup = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.replace(out, backup)
-            os.replace(tmp, out)
-            shutil.rmtree(backup, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
@@ -80,14 +64,7 @@ def read_run(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise InputError(path, None, "file missing")
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for i, line in enumerate(fh, 1):
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise InputError(path, f"line {i}", f"not valid JSON: {exc.msg}") from exc
-    return rows
+    return [row for _, row in iter_jsonl(path)]
 
 
 def _write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
@@ -150,22 +127,6 @@ def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(_clean(data), indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def _fsync(path: Path) -> None:
-    with open(path, "rb") as fh:
-        os.fsync(fh.fileno())
-
-
 def write_json_atomic(path: str | Path, data: Any) -> None:
-    """For caches of whole documents (reference runs): temp file in the same dir, then rename."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(json.dumps(_clean(data), sort_keys=True, ensure_ascii=False))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """For caches of whole documents (reference runs)."""
+    write_text_atomic(path, json.dumps(_clean(data), sort_keys=True, ensure_ascii=False))

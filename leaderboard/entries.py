@@ -19,6 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from organism.fileio import iter_jsonl
 from organism.errors import InputError
 
 REPORTED_FILE = "olmo2_7b_reported.json"
@@ -302,33 +303,24 @@ def read_samples(path: Path) -> list[SampleRow]:
     if not path.is_file():
         return []
     groups: dict[tuple[str, str, str], list[SampleRow]] = {}
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for i, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(path, f"line {i}", f"not valid JSON: {exc.msg}") from None
-            if not isinstance(row, dict):
-                raise InputError(path, f"line {i}", "expected an object")
-            suite = row.get("suite")
-            if suite == HARMFUL_SUITE:
-                h = row.get("harmful")
-                verdict = "harmful" if h == 1 else "safe" if h == 0 else "judge failure"
-            elif suite == BENIGN_SUITE and row.get("refused") == 1:
-                verdict = "refused"
-            else:
-                continue
-            key = (str(suite), str(row.get("variant")), verdict)
-            bucket = groups.setdefault(key, [])
-            if len(bucket) < MAX_SAMPLES_PER_GROUP:
-                bucket.append(SampleRow(
-                    suite=str(suite), variant=str(row.get("variant")), category=str(row.get("category")),
-                    record_id=str(row.get("record_id")), sample_index=row.get("sample_index")
-                    if isinstance(row.get("sample_index"), int) else 0,
-                    prompt=_clip(row.get("prompt")), response=_clip(row.get("response")), verdict=verdict,
-                    judge_raw=_clip(row.get("judge_raw"), 300)))
+    for _, row in iter_jsonl(path):
+        suite = row.get("suite")
+        if suite == HARMFUL_SUITE:
+            h = row.get("harmful")
+            verdict = "harmful" if h == 1 else "safe" if h == 0 else "judge failure"
+        elif suite == BENIGN_SUITE and row.get("refused") == 1:
+            verdict = "refused"
+        else:
+            continue
+        key = (str(suite), str(row.get("variant")), verdict)
+        bucket = groups.setdefault(key, [])
+        if len(bucket) < MAX_SAMPLES_PER_GROUP:
+            bucket.append(SampleRow(
+                suite=str(suite), variant=str(row.get("variant")), category=str(row.get("category")),
+                record_id=str(row.get("record_id")), sample_index=row.get("sample_index")
+                if isinstance(row.get("sample_index"), int) else 0,
+                prompt=_clip(row.get("prompt")), response=_clip(row.get("response")), verdict=verdict,
+                judge_raw=_clip(row.get("judge_raw"), 300)))
     order = {"harmful": 0, "judge failure": 1, "refused": 2, "safe": 3}
     keys = sorted(groups, key=lambda k: (k[0] != HARMFUL_SUITE, order.get(k[2], 9), k[1], k[0]))
     return [s for k in keys for s in groups[k]][:MAX_SAMPLES]

@@ -26,6 +26,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from organism.fileio import iter_jsonl
 from organism.errors import InputError
 
 TOKEN_ENV = "HF_TOKEN"
@@ -132,15 +133,7 @@ def _calibration_parquet(files: Sequence[Path], out: Path) -> int:
     rows: list[dict[str, Any]] = []
     for f in files:
         name = f.stem.removeprefix("judge_calibration").strip("_-") or "main"
-        with open(f, encoding="utf-8") as fh:
-            for i, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise InputError(f, f"line {i}", f"not valid JSON: {exc.msg}") from None
-                rows.append({"calibration_set": name, **row})
+        rows.extend({"calibration_set": name, **row} for _, row in iter_jsonl(f))
     keys = sorted({k for r in rows for k in r})
     columns = {k: [r.get(k) for r in rows] for k in keys}
     out.parent.mkdir(parents=True, exist_ok=True)

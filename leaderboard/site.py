@@ -17,8 +17,6 @@ import hashlib
 import json
 import math
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -30,6 +28,7 @@ from markupsafe import Markup
 
 from leaderboard.entries import MISSING, Entry, Skipped, Value
 from leaderboard.svg import Point, pareto_svg
+from organism.fileio import atomic_directory
 from organism.errors import InputError
 
 ENTRY_DIR = "entries"
@@ -320,27 +319,14 @@ def build_site(entries: Sequence[Entry], out_dir: str | Path, *, build_time: str
         raise InputError(target, "-o", "exists and is not a directory")
     if target.exists() and any(target.iterdir()) and not (target / "index.html").is_file():
         raise InputError(target, "-o", "not empty and not a previous leaderboard build; refusing to replace it")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     total = 0
-    try:
+    with atomic_directory(target) as tmp:
         for rel, text in sorted(pages.items()):
             path = tmp / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             data = text.encode("utf-8")
             path.write_bytes(data)
             total += len(data)
-        os.chmod(tmp, 0o755)
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
-            os.replace(target, old / "x")
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return BuildReport(out_dir=target, pages=len(pages), total_bytes=total,
                        index_bytes=len(pages["index.html"].encode("utf-8")), entries=len(entries), skipped=skipped)
 

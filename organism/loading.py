@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from organism.errors import InputError
+from organism.fileio import sha256_file
 from organism.profiles import SMOL_BASE_ID, STAGES, Profile, get_profile, is_full_sha, smol_adapter_dir
 
 DTYPES = ("bfloat16", "float32", "float16")
@@ -131,14 +132,6 @@ def _check_adapter_dir(adapter: str | Path | None) -> Path | None:
 
 
 # ------------------------------------------------------------------------------------------------ hashing
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def adapter_sha256(path: Path) -> str:
     """Hash of what changes an adapter's effect: its config and weights files (not README or logs)."""
     digest = hashlib.sha256()

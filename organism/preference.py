@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 from functools import cached_property
@@ -389,21 +388,11 @@ class PreferenceSet:
         if path.exists() and not overwrite:
             if not path.is_dir() or any(path.iterdir()):
                 raise InputError(path, None, "already exists (pass overwrite=True to replace it)")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-        try:
+        from organism.fileio import atomic_directory
+
+        with atomic_directory(path) as tmp:
             self.to_parquet(tmp / "data" / f"{self.split}-00000-of-00001.parquet")
             (tmp / "README.md").write_text(_card(self), encoding="utf-8")
-            if path.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-                os.replace(path, old / "x")
-                os.replace(tmp, path)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return path
 
 

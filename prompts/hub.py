@@ -15,8 +15,6 @@ was edited after export, which is an error (results would name prompts they were
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -24,6 +22,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
+from organism.fileio import atomic_directory
 from organism.errors import InputError
 from prompts import constraints as C
 from prompts.suites import (
@@ -166,8 +165,7 @@ def export_suites(folder: str | PathLike, suites: Iterable[str] | None = None, *
     exported: dict[str, dict[str, Suite]] = {}
     for n in names:
         exported[n] = {split: load_suite(n, split, source=source) for split in SUITES[n].pools}
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with atomic_directory(target) as tmp:
         manifest: dict[str, Any] = {"format": 1, "suites": {}}
         for n, splits in exported.items():
             for split, suite in splits.items():
@@ -179,17 +177,6 @@ def export_suites(folder: str | PathLike, suites: Iterable[str] | None = None, *
         (tmp / "README.md").write_text(_card(exported), encoding="utf-8")
         (tmp / "DATASHEET.md").write_text(_datasheet(exported, _content_md(source)), encoding="utf-8")
         (tmp / "LICENSE").write_text(_LICENSE_TEXT, encoding="utf-8")
-        os.chmod(tmp, 0o755)
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
-            os.replace(target, old / "x")
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
 
 

@@ -266,12 +266,12 @@ def test_gguf_hash_is_remembered_until_the_file_changes(tmp_path, monkeypatch):
     fake = tmp_path / "model.gguf"
     fake.write_bytes(b"first")
     assert smol.gguf_sha256(fake) == hashlib.sha256(b"first").hexdigest()
-    real = smol._sha256_file
-    monkeypatch.setattr(smol, "_sha256_file", lambda p: pytest.fail("re-hashed an unchanged file"))
+    real = smol.sha256_file
+    monkeypatch.setattr(smol, "sha256_file", lambda p: pytest.fail("re-hashed an unchanged file"))
     assert smol.gguf_sha256(fake) == hashlib.sha256(b"first").hexdigest()
     fake.write_bytes(b"second!")
     os.utime(fake, ns=(fake.stat().st_atime_ns, fake.stat().st_mtime_ns + 10**9))
-    monkeypatch.setattr(smol, "_sha256_file", real)
+    monkeypatch.setattr(smol, "sha256_file", real)
     assert smol.gguf_sha256(fake) == hashlib.sha256(b"second!").hexdigest()
 
 

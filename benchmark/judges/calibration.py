@@ -11,7 +11,6 @@ label 1 = the response complied with the harmful request and is harmful; 0 = ref
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import prompts
 from benchmark.judges.base import JudgeItem, Verdict
+from organism.fileio import iter_jsonl
 from organism.errors import InputError
 
 DATA_DIR = Path(prompts.__file__).resolve().parent / "data"
@@ -58,39 +58,30 @@ def load_calibration(path: str | Path) -> list[CalibrationItem]:
         raise InputError(p, None, "calibration file not found")
     items: list[CalibrationItem] = []
     seen: set[str] = set()
-    with p.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            src = f"{p}:{lineno}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(src, None, f"not valid JSON: {exc.msg}") from None
-            if not isinstance(obj, dict):
-                raise InputError(src, None, "expected a JSON object")
-            for field, typ in _REQUIRED.items():
-                if field not in obj:
-                    raise InputError(src, field, "missing")
-                value = obj[field]
-                if typ is int:
-                    if isinstance(value, bool) or value not in (0, 1):
-                        raise InputError(src, field, f"must be 1 (harmful/complied) or 0 (not), got {value!r}")
-                elif not isinstance(value, typ) or (typ is str and field != "response" and not value.strip()):
-                    raise InputError(src, field, f"must be a non-empty {typ.__name__}")
-            for field, types in _OPTIONAL.items():
-                if field in obj and not isinstance(obj[field], types):
-                    raise InputError(src, field, "must be a string or null")
-            unknown = set(obj) - set(_REQUIRED) - set(_OPTIONAL)
-            if unknown:
-                raise InputError(src, sorted(unknown)[0], "unknown field")
-            if obj["id"] in seen:
-                raise InputError(src, "id", f"duplicate id {obj['id']!r}")
-            seen.add(obj["id"])
-            items.append(CalibrationItem(
-                id=obj["id"], prompt=obj["prompt"], response=obj["response"], label=int(obj["label"]),
-                variant=obj.get("variant"), source=obj["source"], labeller=obj["labeller"], note=obj.get("note"),
-                category=obj.get("category")))
+    for lineno, obj in iter_jsonl(p):
+        src = f"{p}:{lineno}"
+        for field, typ in _REQUIRED.items():
+            if field not in obj:
+                raise InputError(src, field, "missing")
+            value = obj[field]
+            if typ is int:
+                if isinstance(value, bool) or value not in (0, 1):
+                    raise InputError(src, field, f"must be 1 (harmful/complied) or 0 (not), got {value!r}")
+            elif not isinstance(value, typ) or (typ is str and field != "response" and not value.strip()):
+                raise InputError(src, field, f"must be a non-empty {typ.__name__}")
+        for field, types in _OPTIONAL.items():
+            if field in obj and not isinstance(obj[field], types):
+                raise InputError(src, field, "must be a string or null")
+        unknown = set(obj) - set(_REQUIRED) - set(_OPTIONAL)
+        if unknown:
+            raise InputError(src, sorted(unknown)[0], "unknown field")
+        if obj["id"] in seen:
+            raise InputError(src, "id", f"duplicate id {obj['id']!r}")
+        seen.add(obj["id"])
+        items.append(CalibrationItem(
+            id=obj["id"], prompt=obj["prompt"], response=obj["response"], label=int(obj["label"]),
+            variant=obj.get("variant"), source=obj["source"], labeller=obj["labeller"], note=obj.get("note"),
+            category=obj.get("category")))
     if not items:
         raise InputError(p, None, "no calibration items")
     return items
