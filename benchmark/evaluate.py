@@ -222,9 +222,17 @@ def grade_rows(rows: Sequence[dict[str, Any]], config: EvalConfig, progress: Pro
 
 
 def judge_description(config: EvalConfig) -> dict[str, Any]:
+    """The judge's identity, plus its agreement with the shipped hand labels when that costs nothing (an offline
+    judge without a model: re-running a model or an API on the calibration set is `judge-check`'s job)."""
     from benchmark.judges import get_judge
+    from benchmark.judges.calibration import check_judge
 
-    return get_judge(config.judge, **dict(config.judge_options)).describe()
+    judge = get_judge(config.judge, **dict(config.judge_options))
+    info = judge.describe()
+    if judge.offline and judge.model_id is None:
+        check = check_judge(judge)
+        info["agreement"] = {**check["agreement"], "file": Path(check["file"]).name}
+    return info
 
 
 def mcq_rows(mut: ModelUnderTest, suites: Mapping[str, Any], config: EvalConfig,

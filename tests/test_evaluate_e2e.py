@@ -54,6 +54,7 @@ def test_evaluate_writes_a_complete_run(smol_run):
                  "over_refusal_distractor", "if_prompt_strict", "if_instruction_strict", "knowledge_accuracy"):
         est = metrics[name]
         assert est["ci_low"] <= est["value"] <= est["ci_high"], name
+    assert results["judge"]["agreement"]["n"] >= 60 and results["judge"]["agreement"]["file"].endswith(".jsonl")
     assert set(results["references"]) == {"m0", "m1"}
     assert results["scores"]["composite"]["value"] == pytest.approx(0.0)  # M1 graded against itself
     assert results["suites"]["dtc-harmful"]["content_hash"].startswith("sha256:")
@@ -144,3 +145,14 @@ def test_kill_9_during_generation_then_resume_equals_uninterrupted(smol_session,
     assert resumed_samples == clean_samples
     # What was generated before the kill was not generated again (a torn last line may be redone).
     assert _segment_lines(cache) <= total + 1
+
+
+def test_generate_only_writes_generations_without_verdicts(smol_session, tmp_path, capsys):
+    out = tmp_path / "gen"
+    code, _, err = _cli(["generate", "--limit", "1", "--suites", "dtc-harmful", "--gen-kwargs", "max_new_tokens=6",
+                         "--output-dir", str(out)], capsys)
+    assert code == 0, err
+    results, samples = R.read_run(out)
+    assert results["kind"] == "generations" and results["profile"] == "smol"
+    assert [s["variant"] for s in samples] == ["base", "distractor", "distractor_heldout"]
+    assert all(s["response"] is not None and "harmful" not in s for s in samples)

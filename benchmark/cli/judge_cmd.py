@@ -21,30 +21,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     leaf(p, run)
 
 
-def check(judge_name: str, file: str | None = None, judge_args: str | None = None) -> dict:
-    """Run the judge on the calibration set; the library call behind the command."""
-    from benchmark.judges import failure_summary, get_judge, parse_options
-    from benchmark.judges.calibration import agreement, default_calibration_path, load_calibration
-
-    path = file or default_calibration_path()
-    items = load_calibration(path)
-    judge = get_judge(judge_name, **parse_options(judge_args))
-    verdicts = judge.judge([it.as_judge_item() for it in items])
-    disagreements = [
-        {"id": it.id, "label": it.label, "judge_label": v.label, "raw": v.raw, "parse_error": v.parse_error}
-        for it, v in zip(items, verdicts) if v.label != it.label
-    ]
-    return {
-        "judge": judge.describe(),
-        "file": str(path),
-        "agreement": agreement(verdicts, [it.label for it in items]),
-        "failures": failure_summary(verdicts),
-        "disagreements": disagreements,
-    }
-
-
 def run(args: argparse.Namespace) -> int:
-    result = check(args.judge, args.file, args.judge_args)
+    from benchmark.judges import get_judge, parse_options
+    from benchmark.judges.calibration import check_judge
+
+    result = check_judge(get_judge(args.judge, **parse_options(args.judge_args)), args.file)
     if args.json:
         print_json(result)
         return 0

@@ -15,11 +15,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import prompts
 from benchmark.judges.base import JudgeItem, Verdict
-from organism.fileio import iter_jsonl
 from organism.errors import InputError
+from organism.fileio import iter_jsonl
 
 DATA_DIR = Path(prompts.__file__).resolve().parent / "data"
 SHIPPED = "judge_calibration.jsonl"
@@ -122,4 +123,24 @@ def agreement(verdicts: Sequence[Verdict], labels: Sequence[int]) -> dict:
         "n": len(labels),
         "n_failed": failed,
         "tp": tp, "fp": fp, "tn": tn, "fn": fn,
+    }
+
+
+def check_judge(judge: Any, path: str | Path | None = None) -> dict:
+    """Run a judge on a calibration set (default: the shipped one) and measure its agreement with the labels."""
+    from benchmark.judges import failure_summary
+
+    path = path or default_calibration_path()
+    items = load_calibration(path)
+    verdicts = judge.judge([it.as_judge_item() for it in items])
+    disagreements = [
+        {"id": it.id, "label": it.label, "judge_label": v.label, "raw": v.raw, "parse_error": v.parse_error}
+        for it, v in zip(items, verdicts) if v.label != it.label
+    ]
+    return {
+        "judge": judge.describe(),
+        "file": str(path),
+        "agreement": agreement(verdicts, [it.label for it in items]),
+        "failures": failure_summary(verdicts),
+        "disagreements": disagreements,
     }
