@@ -1,0 +1,81 @@
+"""`organism-bench attribute`: rank preference pairs by how responsible they look for the behavior.
+
+Writes an organism-bench ranking file (best = most responsible first), the input of remove/flip mitigations.
+Data-parallel on several GPUs: `torchrun --nproc-per-node N -m benchmark.cli.main attribute ... --device cuda
+--shard-dir DIR` (or `accelerate launch --num_processes N -m benchmark.cli.main attribute ...`); rank 0 writes --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from benchmark.cli.base import console, leaf, print_json
+
+METHOD_CHOICES = ("probe", "bank", "behavior", "judge", "random")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("attribute", help="rank preference pairs by activation attribution or a baseline")
+    p.add_argument("--profile", required=True, help="organism profile (see `organism-bench ls --models`)")
+    p.add_argument("--data", required=True, help="preference data: a folder, a .parquet/.jsonl file or a Hub id")
+    p.add_argument("--revision", default=None, help="data revision (needed for a Hub id)")
+    p.add_argument("--method", required=True, choices=METHOD_CHOICES,
+                   help="probe (pooled probing vector), bank (max cosine over per-prompt vectors), behavior "
+                        "(one prompt's vector), judge (harm(chosen) - harm(rejected)), random (seeded)")
+    p.add_argument("--layer", type=int, default=None,
+                   help="hidden_states index (0 = embeddings; default: the profile's paper layer)")
+    p.add_argument("--targets", default=None,
+                   help="JSONL of {prompt, harmful_response, safe_response} or {prompt, response, label}")
+    p.add_argument("--target-index", type=int, default=0, help="behavior: which target prompt (default 0)")
+    p.add_argument("--harmful-side", choices=("m0", "m1"), default="m0",
+                   help="model that teacher-forces the harmful targets (m0 = the paper's equation)")
+    p.add_argument("--model-path", default=None, help="a local checkpoint folder to use as M0")
+    p.add_argument("--harmful-model-path", default=None, help="a local checkpoint folder to use as M1")
+    p.add_argument("--chat-template", action="store_true", help="teacher-force with the chat template (paper: raw)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="bfloat16")
+    p.add_argument("--batch-tokens", type=int, default=8192, help="padded tokens per forward batch")
+    p.add_argument("--max-length", type=int, default=2048, help="tokens per sequence (paper recipe: 2048)")
+    p.add_argument("--shard-dir", default=None, help="resumable activation shards (needed with several ranks)")
+    p.add_argument("--seed", type=int, default=0, help="random: the seed")
+    p.add_argument("--judge", default="refusal", help="judge: a registered judge name")
+    p.add_argument("--judge-args", default=None, metavar="K=V,...", help="judge options")
+    p.add_argument("--limit", type=int, default=None, help="only the first N pairs (smoke runs)")
+    p.add_argument("--out", required=True, help="ranking file to write (JSONL)")
+    p.add_argument("--json", action="store_true", help="machine-readable summary")
+    leaf(p, run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from organism.attribution import AttributeSpec, attribute
+
+    options = {}
+    if args.judge_args:
+        from benchmark.judges import parse_options
+
+        options = parse_options(args.judge_args)
+    spec = AttributeSpec(
+        profile=args.profile, data=args.data, method=args.method, out=args.out, layer=args.layer,
+        targets=args.targets, harmful_side=args.harmful_side, chat_template=args.chat_template, device=args.device,
+        dtype=args.dtype, batch_tokens=args.batch_tokens, max_length=args.max_length, shard_dir=args.shard_dir,
+        seed=args.seed, judge=args.judge, judge_options=options, target_index=args.target_index,
+        revision=args.revision, limit=args.limit, model_path=args.model_path,
+        harmful_model_path=args.harmful_model_path,
+    )
+    if args.json:
+        ranking = attribute(spec)
+    else:
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        with Progress(SpinnerColumn(), TextColumn("{task.description}: {task.completed} sequences"),
+                      TimeElapsedColumn(), console=console(), transient=True) as bar:
+            task = bar.add_task(f"attribute ({args.method})", total=None)
+            ranking = attribute(spec, progress=lambda done: bar.update(task, completed=done))
+    summary = {"out": args.out, "method": ranking.method, "n": len(ranking), "top": list(ranking.top(5)),
+               "parameters": dict(ranking.parameters)}
+    if args.json:
+        print_json(summary)
+    else:
+        console().print(f"wrote {len(ranking)} ranked pairs ({ranking.method}) to {args.out}; "
+                        f"top: {', '.join(ranking.top(5))}")
+    return 0

@@ -1,0 +1,507 @@
+"""Mean response activations: the one forward-pass primitive that attribution is built on.
+
+a(p, r; M, l) = mean over the RESPONSE tokens of HF `hidden_states[l]` when (p, r) is teacher-forced through M
+(method.md §2). The authors ran it at batch 1, full depth, with `output_hidden_states=True`, two passes per pair;
+here the same numbers come out of a much cheaper computation (design.md "Speed is a feature"):
+
+- length-bucketed batches: pairs sorted by token length and packed up to a padded-token budget, RIGHT padding
+  with an attention mask (positions 0..n-1 stay the same as in an unpadded pass, so rotary positions match);
+- the forward stops at the deepest layer asked for: forward hooks on the decoder layers capture
+  `hidden_states[l]` (= output of decoder layer l-1; index 0 = the input to layer 0) and the hook on the
+  deepest one raises, so later layers, the final norm and the lm_head never run. The model's own embedding,
+  mask and rotary code are used unchanged, so this works for any HF decoder that keeps its layers in
+  `model.model.layers` (Llama, OLMo 2, Qwen, Mistral...). `hidden_states[num_layers]` in HF is AFTER the final
+  norm, so for that index the norm is applied to match;
+- bf16 (or whatever dtype the model is in) compute, float32 accumulation of the means, `torch.inference_mode`;
+- resumable shards: results stream to `shard_dir` as safetensors files keyed by pair id plus one JSON index per
+  rank; a restarted run skips ids already written;
+- data parallel: with WORLD_SIZE > 1 (torchrun / `accelerate launch`), rank r takes every world_size-th bucket
+  and writes its own shards; after a barrier every rank reads the merged result. For example:
+  `torchrun --nproc-per-node 8 -m benchmark.cli.main attribute ... --device cuda --shard-dir DIR` or
+  `accelerate launch --num_processes 8 -m benchmark.cli.main attribute ... --device cuda --shard-dir DIR`.
+
+Not done: sharing the prompt's forward pass between the chosen and the rejected response (a KV-cache prefix).
+Prompts in the preference mix are short next to responses, so the saving is small and the cache would break
+length bucketing; both sides are simply run as independent sequences.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+
+from organism.errors import InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+#: Default padded-token budget per batch. ~8k tokens of a 7B model in bf16 fit easily on one 80 GB GPU
+#: with activations kept only up to the stop layer; on CPU the budget mostly sets cache friendliness.
+DEFAULT_BATCH_TOKENS = 8192
+#: Rows per shard file when streaming to disk.
+DEFAULT_SHARD_ROWS = 2048
+INDEX_PREFIX = "index-rank"
+META_FILE = "meta.json"
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """Token ids of one teacher-forced sequence; the response occupies positions [start, len(ids))."""
+
+    ids: tuple[int, ...]
+    start: int
+
+    @property
+    def n_response(self) -> int:
+        return len(self.ids) - self.start
+
+
+class _Stop(Exception):
+    """Raised from the deepest hook: nothing after that layer needs to run."""
+
+
+# ------------------------------------------------------------------------------------------------ tokenizing
+def encode_pair(tokenizer: Any, prompt: str, response: str, *, chat_template: bool = False,
+                max_length: int | None = None) -> Encoded:
+    """Token ids for (prompt, response) and where the response starts.
+
+    Raw text (the paper's way): tokenizer(prompt) with its special tokens, then tokenizer(response) without.
+    With chat_template: the prompt as one user turn rendered with the generation prompt; the response tokens are
+    whatever the full two-turn rendering adds after it (end-of-turn tokens included), falling back to the raw
+    response tokens when the template does not render the prompt as a prefix.
+    With max_length, the response is cut at the end and, if the prompt alone is too long, the prompt is cut at
+    its START (the tokens next to the response matter most); at least one response token is kept.
+    """
+    if chat_template:
+        if not getattr(tokenizer, "chat_template", None):
+            raise InputError(getattr(tokenizer, "name_or_path", None) or "tokenizer", "chat_template",
+                             "this tokenizer has no chat template; teacher-force raw text instead")
+        user = [{"role": "user", "content": prompt}]
+        p_text = tokenizer.apply_chat_template(user, tokenize=False, add_generation_prompt=True)
+        full_text = tokenizer.apply_chat_template(user + [{"role": "assistant", "content": response}],
+                                                  tokenize=False)
+        p_ids = list(tokenizer(p_text, add_special_tokens=False)["input_ids"])
+        full = list(tokenizer(full_text, add_special_tokens=False)["input_ids"])
+        if full[: len(p_ids)] == p_ids and len(full) > len(p_ids):
+            r_ids = full[len(p_ids):]
+        else:
+            r_ids = list(tokenizer(response, add_special_tokens=False)["input_ids"])
+    else:
+        p_ids = list(tokenizer(prompt)["input_ids"])
+        r_ids = list(tokenizer(response, add_special_tokens=False)["input_ids"])
+    return _cut(p_ids, r_ids, max_length)
+
+
+def encode_pairs(tokenizer: Any, pairs: Sequence[tuple[str, str]], *, chat_template: bool = False,
+                 max_length: int | None = None, chunk: int = 4096) -> list[Encoded]:
+    """encode_pair for many pairs; raw text is tokenized in batched calls (the Rust tokenizer runs them in
+    parallel), which matters at 757k sequences."""
+    if chat_template:
+        return [encode_pair(tokenizer, p, r, chat_template=True, max_length=max_length) for p, r in pairs]
+    out: list[Encoded] = []
+    for start in range(0, len(pairs), chunk):
+        part = pairs[start: start + chunk]
+        p_ids = tokenizer([p for p, _ in part])["input_ids"]
+        r_ids = tokenizer([r for _, r in part], add_special_tokens=False)["input_ids"]
+        out.extend(_cut(list(a), list(b), max_length) for a, b in zip(p_ids, r_ids))
+    return out
+
+
+def _cut(p_ids: list[int], r_ids: list[int], max_length: int | None) -> Encoded:
+    if max_length is not None and len(p_ids) + len(r_ids) > max_length:
+        keep_r = max(1, min(len(r_ids), max_length - len(p_ids)))
+        r_ids = r_ids[:keep_r]
+        keep_p = max_length - len(r_ids)
+        p_ids = p_ids[len(p_ids) - keep_p:] if keep_p > 0 else []
+    return Encoded(tuple(p_ids) + tuple(r_ids), len(p_ids))
+
+
+def plan_batches(lengths: Sequence[int], batch_tokens: int) -> list[list[int]]:
+    """Indices grouped so that batch_size * longest <= batch_tokens (a lone over-long sequence gets its own batch).
+
+    Longest first, so an out-of-memory shows up in the first batch rather than hours in; ties by index so the
+    plan (and with it which rank runs what) is the same on every rank and every run.
+    """
+    if batch_tokens < 1:
+        raise InputError(None, "batch_tokens", f"must be at least 1, got {batch_tokens}")
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    batches: list[list[int]] = []
+    cur: list[int] = []
+    cur_max = 0
+    for i in order:
+        longest = max(cur_max, lengths[i])
+        if cur and longest * (len(cur) + 1) > batch_tokens:
+            batches.append(cur)
+            cur, longest = [], lengths[i]
+        cur.append(i)
+        cur_max = longest
+    if cur:
+        batches.append(cur)
+    return batches
+
+
+# ------------------------------------------------------------------------------------------------ the forward
+def _decoder(model: Any) -> Any:
+    """The module that owns `layers` (LlamaModel inside LlamaForCausalLM, or the base model itself)."""
+    for cand in (getattr(model, "model", None), model):
+        if cand is not None and hasattr(cand, "layers") and hasattr(cand, "embed_tokens"):
+            return cand
+    raise InputError(type(model).__name__, "model", "no decoder with .layers and .embed_tokens found")
+
+
+def _check_layers(layers: Sequence[int], n_layers: int) -> tuple[int, ...]:
+    out = tuple(int(x) for x in layers)
+    if not out:
+        raise InputError(None, "layers", "ask for at least one layer")
+    for x in out:
+        if not 0 <= x <= n_layers:
+            raise InputError(None, "layer", f"hidden_states index {x} is outside 0..{n_layers} for this model")
+    return out
+
+
+def _forward_means(decoder: Any, batch: Sequence[Encoded], layers: tuple[int, ...], pad_id: int,
+                   device: Any, causal_only: bool = True) -> "torch.Tensor":
+    """[B, len(layers), H] float32 response means for one right-padded batch, stopping at max(layers)."""
+    import torch
+
+    n = len(batch)
+    width = max(len(e.ids) for e in batch)
+    ids = torch.full((n, width), pad_id, dtype=torch.long)
+    attn = torch.zeros((n, width), dtype=torch.long)
+    resp = torch.zeros((n, width), dtype=torch.float32)
+    for i, e in enumerate(batch):
+        ids[i, : len(e.ids)] = torch.tensor(e.ids, dtype=torch.long)
+        attn[i, : len(e.ids)] = 1
+        resp[i, e.start: len(e.ids)] = 1.0
+    ids, attn, resp = ids.to(device), attn.to(device), resp.to(device)
+    counts = resp.sum(1, keepdim=True)  # [B, 1]; zero -> NaN mean, reported by the caller
+
+    n_layers = len(decoder.layers)
+    deepest = max(layers)
+    captured: dict[int, torch.Tensor] = {}
+
+    def mean_of(h: "torch.Tensor") -> "torch.Tensor":
+        # fp32 accumulation: a [B, 1, T] x [B, T, H] product in float32
+        return torch.bmm(resp.unsqueeze(1), h.float()).squeeze(1) / counts
+
+    def on_output(idx: int):
+        def hook(_mod: Any, _args: Any, output: Any) -> None:
+            h = output[0] if isinstance(output, tuple) else output
+            if idx == n_layers:
+                h = decoder.norm(h)  # HF's last hidden_states entry is after the final norm
+            if idx in layers:
+                captured[idx] = mean_of(h)
+            if idx == deepest:
+                raise _Stop
+        return hook
+
+    def on_input(_mod: Any, args: Any, kwargs: Any) -> None:
+        h = args[0] if args else kwargs["hidden_states"]
+        captured[0] = mean_of(h)
+        if deepest == 0:
+            raise _Stop
+
+    handles = []
+    try:
+        if 0 in layers:
+            handles.append(decoder.layers[0].register_forward_pre_hook(on_input, with_kwargs=True))
+        for idx in sorted(set(layers) | {deepest}):
+            if idx >= 1:
+                handles.append(decoder.layers[idx - 1].register_forward_hook(on_output(idx)))
+        try:
+            # Right padding + causal attention: a real token never attends to a later position, so never to a
+            # pad, and the pad rows are excluded from the mean. Passing no padding mask keeps the forward on
+            # the pure-causal attention path (no 4D mask built, fused causal kernels skip the masked half),
+            # which is measurably faster; the equality tests against the unpadded forward guard it.
+            decoder(input_ids=ids, attention_mask=None if causal_only else attn, use_cache=False)
+        except _Stop:
+            pass
+    finally:
+        for h in handles:
+            h.remove()
+    return torch.stack([captured[idx] for idx in layers], dim=1)
+
+
+# ------------------------------------------------------------------------------------------------ shards
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _check_meta(shard_dir: Path, meta: Mapping[str, Any]) -> None:
+    """A shard folder belongs to one (model, layers, tokenization) setting: refuse to mix settings."""
+    path = shard_dir / META_FILE
+    want = json.loads(json.dumps(dict(meta), sort_keys=True, default=str))
+    if path.exists():
+        have = json.loads(path.read_text(encoding="utf-8"))
+        if have != want:
+            diff = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
+            raise InputError(shard_dir, "meta", f"shards were written with other settings ({', '.join(diff)}); "
+                             "use another --shard-dir or delete this one")
+    else:
+        shard_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            _atomic_write(path, json.dumps(want, indent=2, sort_keys=True).encode())
+        except FileExistsError:  # pragma: no cover - another rank won the race
+            pass
+
+
+def read_index(shard_dir: str | os.PathLike) -> dict[str, tuple[str, int]]:
+    """id -> (shard file name, row) over every rank's index in the folder.
+
+    An index is append-only JSONL, one line per shard, written after its shard file landed (atomically); a line
+    cut short by a kill is ignored, so its rows are simply computed again.
+    """
+    shard_dir = Path(shard_dir)
+    where: dict[str, tuple[str, int]] = {}
+    for idx_file in sorted(shard_dir.glob(f"{INDEX_PREFIX}*.jsonl")):
+        try:
+            lines = idx_file.read_text(encoding="utf-8").splitlines()
+        except OSError as e:
+            raise InputError(idx_file, "index", f"unreadable shard index: {e}") from e
+        for line in lines:
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a torn last line
+            if not isinstance(entry, dict) or not (shard_dir / str(entry.get("shard"))).is_file():
+                continue
+            for row, x in enumerate(entry.get("ids", [])):
+                where.setdefault(x, (entry["shard"], row))
+    return where
+
+
+class ShardWriter:
+    """Appends safetensors shards for one rank and one index line per shard (the shard is written first).
+
+    A kill loses at most the rows not yet flushed. Appending keeps the index cost linear in the number of rows
+    (a 757k-sequence run writes hundreds of shards).
+    """
+
+    def __init__(self, shard_dir: Path, rank: int, shard_rows: int) -> None:
+        self.dir = shard_dir
+        self.rank = rank
+        self.shard_rows = max(1, shard_rows)
+        self.index_path = shard_dir / f"{INDEX_PREFIX}{rank:05d}.jsonl"
+        self.pending_ids: list[str] = []
+        self.pending: list["torch.Tensor"] = []
+
+    def add(self, ids: Sequence[str], acts: "torch.Tensor") -> None:
+        self.pending_ids.extend(ids)
+        self.pending.extend(acts.unbind(0))
+        if len(self.pending_ids) >= self.shard_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending_ids:
+            return
+        import torch
+        from safetensors.torch import save
+
+        seq = 0
+        name = f"shard-r{self.rank:05d}-{seq:06d}.safetensors"
+        while (self.dir / name).exists():
+            seq += 1
+            name = f"shard-r{self.rank:05d}-{seq:06d}.safetensors"
+        blob = save({"acts": torch.stack(self.pending).contiguous()}, metadata={"ids": json.dumps(self.pending_ids)})
+        _atomic_write(self.dir / name, blob)
+        torn = False
+        if self.index_path.exists() and self.index_path.stat().st_size:
+            with open(self.index_path, "rb") as f:
+                f.seek(-1, os.SEEK_END)
+                torn = f.read(1) != b"\n"  # a kill mid-line: start on a fresh line
+        with open(self.index_path, "a", encoding="utf-8") as f:
+            f.write(("\n" if torn else "") + json.dumps({"shard": name, "ids": self.pending_ids}) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self.pending_ids, self.pending = [], []
+
+
+def load_from_shards(shard_dir: str | os.PathLike, ids: Sequence[str]) -> "torch.Tensor":
+    """The rows for `ids`, in that order, gathered from every rank's shards (the merge step)."""
+    import torch
+    from safetensors.torch import load_file
+
+    shard_dir = Path(shard_dir)
+    if not ids:
+        return torch.empty((0,), dtype=torch.float32)
+    where = read_index(shard_dir)
+    missing = [x for x in ids if x not in where]
+    if missing:
+        raise InputError(shard_dir, "id", f"{len(missing)} ids have no activations in the shards "
+                         f"(first: {missing[0]!r}); did every rank finish?")
+    by_file: dict[str, list[tuple[int, int]]] = {}
+    for pos, x in enumerate(ids):
+        name, row = where[x]
+        by_file.setdefault(name, []).append((pos, row))
+    out: torch.Tensor | None = None
+    for name, rows in by_file.items():
+        acts = load_file(str(shard_dir / name))["acts"]
+        if out is None:
+            out = torch.empty((len(ids), *acts.shape[1:]), dtype=torch.float32)
+        pos_t = torch.tensor([p for p, _ in rows])
+        row_t = torch.tensor([r for _, r in rows])
+        out[pos_t] = acts[row_t].float()
+    assert out is not None
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ public API
+def _dist_env() -> tuple[int, int]:
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _barrier(world_size: int) -> None:
+    if world_size <= 1:
+        return
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if _cuda() else "gloo")
+    dist.barrier()
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _iter_batches(encoded: Sequence[Encoded], skip: set[int], batch_tokens: int, rank: int,
+                  world_size: int) -> Iterator[list[int]]:
+    """This rank's batches. The plan covers ALL rows, so every rank (and every restart) agrees on which bucket
+    belongs to whom however many rows other ranks have already written; done rows are dropped afterwards."""
+    plan = plan_batches([len(e.ids) for e in encoded], batch_tokens)
+    for b, batch in enumerate(plan):
+        if b % world_size == rank:
+            left = [i for i in batch if i not in skip]
+            if left:
+                yield left
+
+
+def mean_response_activations(
+    model: Any,
+    tokenizer: Any,
+    pairs: Sequence[tuple[str, str]],
+    layers: Sequence[int],
+    *,
+    batch_tokens: int = DEFAULT_BATCH_TOKENS,
+    chat_template: bool = False,
+    dtype: Any = None,
+    max_length: int | None = None,
+    shard_dir: str | os.PathLike | None = None,
+    ids: Sequence[str] | None = None,
+    shard_rows: int = DEFAULT_SHARD_ROWS,
+    meta: Mapping[str, Any] | None = None,
+    rank: int | None = None,
+    world_size: int | None = None,
+    merge: bool = True,
+    progress: Any = None,
+) -> "torch.Tensor":
+    """[n, len(layers), hidden] float32 mean response activations at HF hidden_states indices `layers`.
+
+    dtype: the compute dtype; None uses the model as loaded. A different dtype casts the model for the call and
+    casts it back (the caller loaded it; we leave it as we found it).
+    shard_dir + ids: stream results to resumable shards keyed by id (ids must be unique); `meta` (e.g. the model
+    identity) is stored and checked so a folder is never reused for another setting. rank / world_size default
+    to RANK / WORLD_SIZE; with merge=False a rank returns nothing (None) after writing its shards (used to
+    simulate ranks in one process); otherwise every rank returns the full merged tensor.
+    Rows whose response has no tokens come back as NaN.
+    progress: an optional callable(n_done_rows) called after each batch.
+    """
+    import torch
+
+    env_rank, env_world = _dist_env()
+    rank = env_rank if rank is None else rank
+    world_size = env_world if world_size is None else world_size
+    if world_size > 1 and shard_dir is None:
+        raise InputError(None, "shard_dir", "data-parallel runs (WORLD_SIZE > 1) need a shard folder")
+    if shard_dir is not None and ids is None:
+        raise InputError(None, "ids", "a shard folder needs pair ids to key the shards")
+    if ids is not None:
+        ids = [str(x) for x in ids]
+        if len(ids) != len(pairs):
+            raise InputError(None, "ids", f"{len(ids)} ids for {len(pairs)} pairs")
+        if len(set(ids)) != len(ids):
+            raise InputError(None, "ids", "ids must be unique")
+
+    decoder = _decoder(model)
+    layer_t = _check_layers(layers, len(decoder.layers))
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+    encoded = encode_pairs(tokenizer, pairs, chat_template=chat_template, max_length=max_length)
+
+    hidden = int(decoder.embed_tokens.weight.shape[1])
+    # only without shards is the result kept in memory here; with shards it is read back once at the end
+    out = None if shard_dir is not None else torch.full((len(pairs), len(layer_t), hidden), float("nan"),
+                                                        dtype=torch.float32)
+    skip: set[int] = set()
+    writer: ShardWriter | None = None
+    sdir = Path(shard_dir) if shard_dir is not None else None
+    if sdir is not None:
+        full_meta = {"layers": list(layer_t), "chat_template": chat_template, "max_length": max_length,
+                     **dict(meta or {})}
+        _check_meta(sdir, full_meta)
+        done = read_index(sdir)
+        assert ids is not None
+        skip = {i for i, x in enumerate(ids) if x in done}
+        writer = ShardWriter(sdir, rank, shard_rows)
+
+    param = next(model.parameters())
+    device = param.device
+    old_dtype = param.dtype
+    if dtype is not None and dtype != old_dtype:
+        model.to(dtype)
+    try:
+        with torch.inference_mode():
+            n_done = 0
+            for batch in _iter_batches(encoded, skip, batch_tokens, rank, world_size):
+                means = _forward_means(decoder, [encoded[i] for i in batch], layer_t, pad_id, device).cpu()
+                if writer is not None:
+                    assert ids is not None
+                    writer.add([ids[i] for i in batch], means)
+                else:
+                    assert out is not None
+                    out[torch.tensor(batch)] = means
+                n_done += len(batch)
+                if progress is not None:
+                    progress(n_done)
+        if writer is not None:
+            writer.flush()
+    finally:
+        if dtype is not None and dtype != old_dtype:
+            model.to(old_dtype)
+
+    if sdir is None:
+        assert out is not None
+        return out
+    if not merge:
+        return None  # type: ignore[return-value]
+    _barrier(world_size)
+    assert ids is not None
+    return load_from_shards(sdir, ids)
+
+
+def naive_mean_response_activations(model: Any, tokenizer: Any, pairs: Sequence[tuple[str, str]],
+                                    layers: Sequence[int], *, chat_template: bool = False) -> "torch.Tensor":
+    """The authors' way, kept as the reference for tests and the throughput bench: one pair at a time, full
+    depth, `output_hidden_states=True`, logits computed and thrown away."""
+    import torch
+
+    rows = []
+    with torch.inference_mode():
+        for p, r in pairs:
+            e = encode_pair(tokenizer, p, r, chat_template=chat_template)
+            ids = torch.tensor([e.ids], device=next(model.parameters()).device)
+            hs = model(input_ids=ids, output_hidden_states=True).hidden_states
+            rows.append(torch.stack([hs[l][0, e.start:].float().mean(0) for l in layers]).cpu())
+    return torch.stack(rows)

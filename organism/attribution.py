@@ -1,0 +1,377 @@
+"""The reference attribution (method.md §2) and its simple baselines (§6), all producing `Ranking`s.
+
+Directions come from M0 activations: a behavior vector (one prompt), a probing vector (harmful minus safe means,
+pooled over many prompts) or a vector bank (one direction per prompt, score = max cosine). Every preference
+pair d gets v_d = a(p, chosen; M0) - a(p, rejected; M0) and the score cos(direction, v_d), ranked descending with
+ties broken by id (Ranking.from_scores), so two runs give the same file.
+
+Targets file (JSONL), one of two row shapes:
+  {"prompt", "harmful_response", "safe_response"}    a paired harmful/safe rollout for one prompt
+  {"prompt", "response", "label"}                    label 1/true/"harmful" or 0/false/"safe"
+The harmful side is teacher-forced through M0 by default (the paper's equation); the source's variant used M1
+(`harmful_model=`), and the choice is recorded in the ranking's parameters as harmful_side_model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+from organism.errors import InputError
+from organism.ranking import Ranking
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from organism.preference import PreferenceSet
+
+METHODS = ("probe", "bank", "behavior", "judge", "random")
+#: Score given to a pair whose vector is undefined (empty response after tokenization): below every cosine.
+UNDEFINED_SCORE = -2.0
+
+
+@dataclass(frozen=True)
+class Targets:
+    """Harmful and safe responses to target prompts, as (prompt, response) lists, with per-row prompt groups."""
+
+    harmful: tuple[tuple[str, str], ...]
+    safe: tuple[tuple[str, str], ...]
+    source: str = "targets"
+
+    @property
+    def prompts(self) -> list[str]:
+        """Prompts that have both a harmful and a safe response, in first-seen order (the bank's rows)."""
+        h = {p for p, _ in self.harmful}
+        s = {p for p, _ in self.safe}
+        seen: dict[str, None] = {}
+        for p, _ in (*self.harmful, *self.safe):
+            if p in h and p in s:
+                seen.setdefault(p, None)
+        return list(seen)
+
+
+@dataclass(frozen=True)
+class PairVectors:
+    """Datapoint vectors v_d (float32 [n, hidden]) keyed by pair id, with what produced them."""
+
+    ids: tuple[str, ...]
+    vectors: "torch.Tensor"
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _label(value: Any, src: str, line: int) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.lower() in ("harmful", "safe", "1", "0"):
+        return value.lower() in ("harmful", "1")
+    raise InputError(src, "label", f"line {line}: label must be 1/0, true/false or harmful/safe, got {value!r}")
+
+
+def load_targets(path: str | os.PathLike) -> Targets:
+    """Read a targets JSONL (either row shape, mixed freely); needs at least one harmful and one safe response."""
+    src = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError as e:
+        raise InputError(src, None, "no such file") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(src, None, f"cannot read: {e}") from e
+    harmful: list[tuple[str, str]] = []
+    safe: list[tuple[str, str]] = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InputError(src, "line", f"line {n}: not valid JSON ({e.msg})") from e
+        if not isinstance(row, dict):
+            raise InputError(src, "line", f"line {n}: expected a JSON object")
+        prompt = row.get("prompt")
+        if not isinstance(prompt, str) or not prompt:
+            raise InputError(src, "prompt", f"line {n}: prompt must be a non-empty string")
+        if "harmful_response" in row or "safe_response" in row:
+            for key, dest in (("harmful_response", harmful), ("safe_response", safe)):
+                value = row.get(key)
+                if not isinstance(value, str) or not value:
+                    raise InputError(src, key, f"line {n}: {key} must be a non-empty string")
+                dest.append((prompt, value))
+        elif "response" in row:
+            value = row["response"]
+            if not isinstance(value, str) or not value:
+                raise InputError(src, "response", f"line {n}: response must be a non-empty string")
+            if "label" not in row:
+                raise InputError(src, "label", f"line {n}: a row with 'response' needs a 'label'")
+            (harmful if _label(row["label"], src, n) else safe).append((prompt, value))
+        else:
+            raise InputError(src, "line", f"line {n}: needs harmful_response + safe_response, or response + label")
+    if not harmful:
+        raise InputError(src, "harmful_response", "no harmful responses in the targets file")
+    if not safe:
+        raise InputError(src, "safe_response", "no safe responses in the targets file")
+    return Targets(tuple(harmful), tuple(safe), src)
+
+
+# ------------------------------------------------------------------------------------------------ vectors
+def _acts(model: Any, tokenizer: Any, pairs: Sequence[tuple[str, str]], layer: int, **engine: Any) -> "torch.Tensor":
+    from organism.activations import mean_response_activations
+
+    return mean_response_activations(model, tokenizer, pairs, [layer], **engine)[:, 0, :]
+
+
+def datapoint_vectors(model: Any, tokenizer: Any, rows: Sequence[Mapping[str, str]], layer: int,
+                      **engine: Any) -> PairVectors:
+    """v_d = a(p, chosen; M0) - a(p, rejected; M0) for teacher-forcing rows {id, prompt, chosen, rejected}.
+
+    Both sides go through the engine as one list (so length bucketing mixes them); shard keys are `ID/chosen`
+    and `ID/rejected`.
+    """
+    ids = [str(r["id"]) for r in rows]
+    pairs = [(r["prompt"], r["chosen"]) for r in rows] + [(r["prompt"], r["rejected"]) for r in rows]
+    keys = [f"{x}/chosen" for x in ids] + [f"{x}/rejected" for x in ids]
+    if engine.get("shard_dir") is not None:
+        engine = {**engine, "ids": keys}
+    acts = _acts(model, tokenizer, pairs, layer, **engine)
+    n = len(ids)
+    return PairVectors(tuple(ids), acts[:n] - acts[n:], {"layer": layer})
+
+
+def _side_acts(m0: Any, tokenizer: Any, targets: Targets, layer: int, harmful_model: Any,
+               **engine: Any) -> tuple["torch.Tensor", "torch.Tensor"]:
+    # targets are few: every rank computes them whole (no shards, no data parallelism)
+    engine = {**{k: v for k, v in engine.items() if k not in ("shard_dir", "ids", "meta", "merge")},
+              "rank": 0, "world_size": 1}
+    h = _acts(harmful_model if harmful_model is not None else m0, tokenizer, list(targets.harmful), layer, **engine)
+    s = _acts(m0, tokenizer, list(targets.safe), layer, **engine)
+    return h, s
+
+
+def probing_vector(m0: Any, tokenizer: Any, targets: Targets, layer: int, *, harmful_model: Any = None,
+                   **engine: Any) -> "torch.Tensor":
+    """mean a(harmful) - mean a(safe), pooled over all target rows (not averaged per prompt), float32 [hidden]."""
+    import torch
+
+    h, s = _side_acts(m0, tokenizer, targets, layer, harmful_model, **engine)
+    return torch.nanmean(h, 0) - torch.nanmean(s, 0)
+
+
+def vector_bank(m0: Any, tokenizer: Any, targets: Targets, layer: int, *, harmful_model: Any = None,
+                **engine: Any) -> tuple[list[str], "torch.Tensor"]:
+    """One direction per prompt that has both sides: mean harmful - mean safe of that prompt. [k, hidden]."""
+    import torch
+
+    prompts = targets.prompts
+    if not prompts:
+        raise InputError(targets.source, "prompt", "no prompt has both a harmful and a safe response")
+    h, s = _side_acts(m0, tokenizer, targets, layer, harmful_model, **engine)
+    rows = []
+    for p in prompts:
+        hi = [i for i, (q, _) in enumerate(targets.harmful) if q == p]
+        si = [i for i, (q, _) in enumerate(targets.safe) if q == p]
+        rows.append(torch.nanmean(h[hi], 0) - torch.nanmean(s[si], 0))
+    return prompts, torch.stack(rows)
+
+
+def behavior_vector(m0: Any, tokenizer: Any, targets: Targets, layer: int, *, index: int = 0,
+                    harmful_model: Any = None, **engine: Any) -> "torch.Tensor":
+    """v_b = a(p, r1) - a(p, r0) for ONE target prompt (the `index`-th prompt with both sides)."""
+    prompts = targets.prompts
+    if not 0 <= index < len(prompts):
+        raise InputError(targets.source, "prompt", f"target index {index} outside 0..{len(prompts) - 1}")
+    p = prompts[index]
+    one = Targets(tuple(x for x in targets.harmful if x[0] == p), tuple(x for x in targets.safe if x[0] == p),
+                  targets.source)
+    return probing_vector(m0, tokenizer, one, layer, harmful_model=harmful_model, **engine)
+
+
+def cosine_scores(vectors: "torch.Tensor", directions: "torch.Tensor") -> list[float]:
+    """cos(direction, v_d) per row; with several directions (a bank, [k, H]) the max over them.
+
+    Computed in float64; a row with an undefined vector (NaN, or all zeros) gets UNDEFINED_SCORE.
+    """
+    v = vectors.double()
+    d = directions.double()
+    if d.dim() == 1:
+        d = d.unsqueeze(0)
+    vn = v / v.norm(dim=1, keepdim=True)
+    dn = d / d.norm(dim=1, keepdim=True)
+    cos = (vn @ dn.T).max(dim=1).values
+    return [float(c) if math.isfinite(float(c)) else UNDEFINED_SCORE for c in cos]
+
+
+def cosine_ranking(method: str, pv: PairVectors, directions: "torch.Tensor",
+                   parameters: Mapping[str, Any]) -> Ranking:
+    """Rank every pair by cosine with the direction(s), descending, ties by id."""
+    scores = cosine_scores(pv.vectors, directions)
+    n_undefined = sum(1 for s in scores if s == UNDEFINED_SCORE)
+    params = {**dict(pv.parameters), **dict(parameters), "n_undefined": n_undefined}
+    return Ranking.from_scores(method, params, zip(pv.ids, scores))
+
+
+# ------------------------------------------------------------------------------------------------ baselines
+def random_ranking(ids: Sequence[str], seed: int, parameters: Mapping[str, Any] | None = None) -> Ranking:
+    """Uniform random scores from a seeded generator: the same seed and ids give the same file."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    scores = rng.random(len(ids))
+    return Ranking.from_scores("random", {**dict(parameters or {}), "seed": seed},
+                               zip((str(x) for x in ids), (float(s) for s in scores)))
+
+
+def judge_delta_ranking(rows: Sequence[Mapping[str, str]], judge: Any,
+                        parameters: Mapping[str, Any] | None = None, *, batch: int = 256,
+                        progress: Callable[[int], None] | None = None) -> Ranking:
+    """score = harm(chosen) - harm(rejected), each judged separately (method.md §6).
+
+    A judge failure on either side leaves the pair's delta unknown: never treated as safe. Those pairs are ranked
+    after every judged pair (score = lowest judged delta - 1, ties by id) and counted in parameters.judge_failures.
+    """
+    from benchmark.judges.base import JudgeItem
+
+    items = []
+    for r in rows:
+        items.append(JudgeItem(prompt=r["prompt"], response=r["chosen"], id=f"{r['id']}/chosen"))
+        items.append(JudgeItem(prompt=r["prompt"], response=r["rejected"], id=f"{r['id']}/rejected"))
+    verdicts = []
+    for start in range(0, len(items), batch):
+        verdicts.extend(judge.judge(items[start: start + batch]))
+        if progress is not None:
+            progress(len(verdicts))  # responses judged (two per pair)
+    deltas: list[float | None] = []
+    for i in range(len(rows)):
+        c, r = verdicts[2 * i], verdicts[2 * i + 1]
+        deltas.append(None if c.failed or r.failed else float(c.score) - float(r.score))
+    known = [d for d in deltas if d is not None]
+    floor = (min(known) if known else 0.0) - 1.0
+    failures = sum(1 for d in deltas if d is None)
+    describe = judge.describe() if hasattr(judge, "describe") else {"name": getattr(judge, "name", "?")}
+    params = {**dict(parameters or {}), "judge": describe, "judge_failures": failures}
+    return Ranking.from_scores("judge-delta", params,
+                               [(str(r["id"]), floor if d is None else d) for r, d in zip(rows, deltas)])
+
+
+# ------------------------------------------------------------------------------------------------ one run
+@dataclass(frozen=True)
+class AttributeSpec:
+    """Everything one attribution run needs; the CLI builds it from flags."""
+
+    profile: str
+    data: str
+    method: str
+    out: str | None = None
+    layer: int | None = None
+    targets: str | None = None
+    harmful_side: str = "m0"  # which model teacher-forces the harmful target responses: m0 (paper) or m1
+    chat_template: bool = False
+    device: str = "cpu"
+    dtype: str = "bfloat16"
+    batch_tokens: int = 8192
+    max_length: int | None = 2048
+    shard_dir: str | None = None
+    seed: int = 0
+    judge: str = "refusal"
+    judge_options: Mapping[str, Any] = field(default_factory=dict)
+    target_index: int = 0
+    revision: str | None = None
+    limit: int | None = None
+    model_path: str | None = None
+    harmful_model_path: str | None = None
+
+
+def _check_spec(spec: AttributeSpec) -> None:
+    if spec.method not in METHODS:
+        raise InputError(None, "method", f"unknown method {spec.method!r} (known: {', '.join(METHODS)})")
+    if spec.harmful_side not in ("m0", "m1"):
+        raise InputError(None, "harmful_side", f"must be m0 or m1, got {spec.harmful_side!r}")
+    if spec.method in ("probe", "bank", "behavior") and not spec.targets:
+        raise InputError(None, "targets", f"method {spec.method!r} needs a targets file (--targets)")
+    if spec.batch_tokens < 1:
+        raise InputError(None, "batch_tokens", f"must be at least 1, got {spec.batch_tokens}")
+    if spec.limit is not None and spec.limit < 1:
+        raise InputError(None, "limit", f"must be at least 1, got {spec.limit}")
+
+
+def _view_rows(pset: "PreferenceSet", limit: int | None) -> list[dict[str, str]]:
+    view = pset.teacher_forcing_view()
+    if limit is not None:
+        view = view.select(range(min(limit, len(view))))
+    cols = view.to_dict()
+    return [{"id": i, "prompt": p, "chosen": c, "rejected": r}
+            for i, p, c, r in zip(cols["id"], cols["prompt"], cols["chosen"], cols["rejected"])]
+
+
+def attribute(spec: AttributeSpec, *, progress: Callable[[int], None] | None = None) -> Ranking:
+    """Load data (and models where the method needs them), score every pair, return the Ranking (written to
+    spec.out when given). Inputs are checked before anything slow is loaded."""
+    import torch
+
+    from organism.preference import load_preferences
+    from organism.profiles import get_profile
+    from organism.ranking import write_ranking
+
+    _check_spec(spec)
+    profile = get_profile(spec.profile)
+    targets = load_targets(spec.targets) if spec.targets else None
+    pset = load_preferences(spec.data, revision=spec.revision)
+    base = {"profile": profile.name, "data": str(spec.data), "data_hash": pset.data_hash,
+            "n_pairs": len(pset) if spec.limit is None else min(spec.limit, len(pset))}
+    if spec.method == "random":
+        ids = pset.ids[: base["n_pairs"]]
+        ranking = random_ranking(ids, spec.seed, base)
+    elif spec.method == "judge":
+        from benchmark.judges import get_judge
+
+        judge = get_judge(spec.judge, **dict(spec.judge_options))
+        ranking = judge_delta_ranking(_view_rows(pset, spec.limit), judge, base, progress=progress)
+    else:
+        from organism.loading import load_organism
+
+        assert targets is not None
+        layer = profile.paper_layer if spec.layer is None else spec.layer
+        m0 = load_organism(profile, "m0", dtype=spec.dtype, device=_rank_device(spec.device),
+                           model_path=spec.model_path)
+        m1 = None
+        if spec.harmful_side == "m1":
+            m1 = load_organism(profile, "m1", dtype=spec.dtype, device=_rank_device(spec.device),
+                               model_path=spec.harmful_model_path)
+        engine = {"batch_tokens": spec.batch_tokens, "chat_template": spec.chat_template,
+                  "max_length": spec.max_length}
+        harm = None if m1 is None else m1.model
+        if spec.method == "probe":
+            directions = probing_vector(m0.model, m0.tokenizer, targets, layer, harmful_model=harm, **engine)
+            extra: dict[str, Any] = {"n_harmful": len(targets.harmful), "n_safe": len(targets.safe)}
+        elif spec.method == "bank":
+            prompts, directions = vector_bank(m0.model, m0.tokenizer, targets, layer, harmful_model=harm, **engine)
+            extra = {"bank_size": len(prompts)}
+        else:
+            directions = behavior_vector(m0.model, m0.tokenizer, targets, layer, index=spec.target_index,
+                                         harmful_model=harm, **engine)
+            extra = {"target_index": spec.target_index}
+        shard = {}
+        if spec.shard_dir:
+            shard = {"shard_dir": spec.shard_dir, "meta": {"model": m0.record.identity, "data_hash": pset.data_hash}}
+        pv = datapoint_vectors(m0.model, m0.tokenizer, _view_rows(pset, spec.limit), layer, progress=progress,
+                               **engine, **shard)
+        params = {**base, "layer": layer, "model": m0.record.identity, "model_notes": list(m0.record.notes),
+                  "chat_template": spec.chat_template,
+                  "harmful_side_model": spec.harmful_side if m1 is None else f"m1:{m1.record.identity}",
+                  "targets": str(spec.targets), "max_length": spec.max_length, **extra}
+        ranking = cosine_ranking(f"activation-{spec.method}", pv, directions.to(torch.float32), params)
+    if spec.out is not None and int(os.environ.get("RANK", "0")) == 0:
+        write_ranking(spec.out, ranking)
+    return ranking
+
+
+def _rank_device(device: str) -> str:
+    """Under torchrun / accelerate each rank takes its own GPU (LOCAL_RANK) when given a bare 'cuda'."""
+    local = os.environ.get("LOCAL_RANK")
+    if device == "cuda" and local is not None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return f"cuda:{local}"
+    return device
