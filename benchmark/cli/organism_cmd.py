@@ -1,8 +1,8 @@
 """`organism-bench organism ...`: work with the organisms themselves.
 
 `info` loads a stage and prints what was loaded and how long it took (the way to check a cache or a download);
-`convert` builds the smol profile's safetensors copy of the embedded GGUF. Later subcommands (`build`) join the
-same group.
+`convert` builds the smol profile's safetensors copy of the embedded GGUF; `build` builds the smol organism (M0, the
+preference mix, M1) with organism.build.pipeline and, with --install, puts the adapters where load_organism finds them.
 """
 
 from __future__ import annotations
@@ -34,6 +34,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     convert = group.add_parser("convert", help="build the smol profile's safetensors copy and print its path")
     convert.add_argument("--json", action="store_true", help="machine-readable output")
     leaf(convert, run_convert)
+
+    build = group.add_parser("build", help="build the smol organism: M0 (SFT), the preference mix, M1 (DPO)")
+    build.add_argument("--profile", default="smol", help="profile to build (only smol is built by the package)")
+    build.add_argument("--config-preset", default="full", choices=("small", "full"),
+                       help="sizes and hyper-parameters (small = a reduced run; default full)")
+    build.add_argument("--out", default=None, help="build folder (default: the cache dir's builds/smol-PRESET)")
+    build.add_argument("--seed", type=int, default=None, help="override the preset's seed")
+    build.add_argument("--install", action="store_true",
+                       help="copy the adapters into organism/adapters/smol/ where load_organism picks them up")
+    build.add_argument("--json", action="store_true", help="machine-readable output (the manifest)")
+    leaf(build, run_build)
 
 
 def _help(parser: argparse.ArgumentParser) -> int:
@@ -74,4 +85,41 @@ def run_convert(args: argparse.Namespace) -> int:
         print_json({"path": str(path), "seconds": round(seconds, 3), **smol.copy_source(path)})
     else:
         print(path)
+    return 0
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from organism.build.pipeline import BuildConfig, build_smol, install_adapters
+    from organism.errors import InputError
+    from organism.paths import cache_dir
+
+    if args.profile != "smol":
+        raise InputError(None, "profile", f"only the smol organism is built by the package, not {args.profile!r}")
+    overrides = {} if args.seed is None else {"seed": args.seed}
+    config = BuildConfig.preset_config(args.config_preset, **overrides)
+    out = Path(args.out) if args.out else cache_dir() / "builds" / f"smol-{args.config_preset}"
+    start = time.perf_counter()
+
+    def say(stage: str, message: str) -> None:
+        if not args.json:
+            print(f"[{time.perf_counter() - start:8.1f} s] {stage}: {message}", flush=True)
+
+    manifest = build_smol(config, out, progress=say)
+    installed = [str(p) for p in install_adapters(out)] if args.install else []
+    if args.json:
+        print_json({**manifest.to_dict(), "installed": installed})
+        return 0
+    out_console = console()
+    out_console.print(f"[bold]build[/bold]: {out}")
+    out_console.print(f"mix: {manifest.mix['pairs']} pairs, {manifest.mix['contaminated']} contaminated "
+                      f"({manifest.mix['contaminated_share']:.1%})")
+    for stage, info in manifest.adapters.items():
+        out_console.print(f"{stage}: {info['path']} ({info['bytes']} bytes, sha256 {info['safetensors_sha256'][:16]})")
+    for stage, rates in manifest.rates.items():
+        out_console.print(f"{stage} rates: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
+                                                        for k, v in rates.items()))
+    for path in installed:
+        out_console.print(f"installed: {path}")
     return 0
