@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from benchmark.cli import evaluate_cmd, judge_cmd, ls_cmd, organism_cmd, validate_cmd
 from benchmark.cli import hub_cmd, leaderboard_cmd
-from benchmark.cli import attribute_cmd
+from benchmark.cli import attribute_cmd, capability_cmd
 
 REGISTRY: list[Callable[[argparse._SubParsersAction], None]] = [
     ls_cmd.register,
@@ -21,4 +21,5 @@ REGISTRY: list[Callable[[argparse._SubParsersAction], None]] = [
     leaderboard_cmd.register,
     hub_cmd.register,
     attribute_cmd.register,
+    capability_cmd.register,
 ]
