@@ -70,16 +70,23 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 
 def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) for each non-blank line; a bad line is an InputError naming `FILE:LINE`."""
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(where, None, f"not valid JSON (truncated line?): {exc.msg}") from None
-            if not isinstance(obj, dict):
-                raise InputError(where, None, "expected a JSON object")
-            yield lineno, obj
+    """(line number, object) for each non-blank line, streamed (sample files can be large); a bad line is an
+    InputError naming `FILE:LINE`, and so is text that is not UTF-8."""
+    lineno = 0
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                where = f"{path}:{lineno}"
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise InputError(where, None, f"not valid JSON (truncated line?): {exc.msg}") from None
+                if not isinstance(obj, dict):
+                    raise InputError(where, None, "expected a JSON object")
+                yield lineno, obj
+    except FileNotFoundError:
+        raise InputError(path, None, "file not found") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}:{lineno + 1}", None, f"not UTF-8 text: {exc.reason}") from None

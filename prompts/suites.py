@@ -27,6 +27,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any, Union
 
+from organism.fileio import iter_jsonl
 from organism.errors import InputError
 from prompts import constraints as C
 
@@ -213,27 +214,13 @@ def read_rows(fname: str, source: str | PathLike | None = None,
               categories: Iterable[str] | None = None) -> list[dict[str, Any]]:
     """The checked rows of one data file. Any defect raises InputError("<file>:<line>", field, reason)."""
     path = _data_file(fname, source)
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(str(path), None, "data file not found") from None
-    except UnicodeDecodeError as e:
-        raise InputError(str(path), None, f"not UTF-8 text: {e.reason}") from None
     schema = _SCHEMAS[fname]
     spec = next(s for s in SUITES.values() if s.file == fname)
     allowed_cats = frozenset(categories) if categories is not None else (HARM_CATEGORIES if fname == "harmful_scenarios.jsonl" else frozenset())
     rows: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
-    for lineno, line in enumerate(raw.splitlines(), start=1):
-        if not line.strip():
-            continue
+    for lineno, row in iter_jsonl(path):
         where = f"{path}:{lineno}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InputError(where, None, f"not a JSON object (truncated line?): {e.msg}") from None
-        if not isinstance(row, dict):
-            raise InputError(where, None, "not a JSON object")
         for key, typ in schema.items():
             if key not in row:
                 raise InputError(where, key, "missing field")

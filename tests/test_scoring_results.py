@@ -144,3 +144,22 @@ def test_capability_kept_skips_measures_whose_reference_is_zero():
     s = score_against_reference(ref, ref, n_boot=100)
     assert s["capability_kept_if_prompt_strict"]["value"] is None or math.isnan(s["capability_kept_if_prompt_strict"]["value"])
     assert s["capability_kept"]["value"] == pytest.approx(1.0)
+
+
+def test_jsonl_reader_names_file_and_line(tmp_path):
+    from organism.fileio import iter_jsonl
+
+    f = tmp_path / "x.jsonl"
+    f.write_text('{"a": 1}\n\n{"a": 2}\n[1]\n')
+    it = iter_jsonl(f)
+    assert [next(it), next(it)] == [(1, {"a": 1}), (3, {"a": 2})]
+    with pytest.raises(InputError, match=r"x\.jsonl:4: expected a JSON object"):
+        next(it)
+    f.write_bytes(b'{"a": 1}\n{"a": "\xff"}\n')
+    with pytest.raises(InputError, match="not UTF-8"):
+        list(iter_jsonl(f))
+    f.write_text('{"a": 1}\n{"a": ')
+    with pytest.raises(InputError, match=r"x\.jsonl:2: not valid JSON"):
+        list(iter_jsonl(f))
+    with pytest.raises(InputError, match="file not found"):
+        list(iter_jsonl(tmp_path / "none.jsonl"))
