@@ -29,12 +29,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 from organism.errors import InputError
+from organism.fileio import write_bytes_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -227,17 +227,6 @@ def _forward_means(decoder: Any, batch: Sequence[Encoded], layers: tuple[int, ..
 
 
 # ------------------------------------------------------------------------------------------------ shards
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _check_meta(shard_dir: Path, meta: Mapping[str, Any]) -> None:
     """A shard folder belongs to one (model, layers, tokenization) setting: refuse to mix settings."""
     path = shard_dir / META_FILE
@@ -251,7 +240,7 @@ def _check_meta(shard_dir: Path, meta: Mapping[str, Any]) -> None:
     else:
         shard_dir.mkdir(parents=True, exist_ok=True)
         try:
-            _atomic_write(path, json.dumps(want, indent=2, sort_keys=True).encode())
+            write_bytes_atomic(path, json.dumps(want, indent=2, sort_keys=True).encode())
         except FileExistsError:  # pragma: no cover - another rank won the race
             pass
 
@@ -314,7 +303,7 @@ class ShardWriter:
             seq += 1
             name = f"shard-r{self.rank:05d}-{seq:06d}.safetensors"
         blob = save({"acts": torch.stack(self.pending).contiguous()}, metadata={"ids": json.dumps(self.pending_ids)})
-        _atomic_write(self.dir / name, blob)
+        write_bytes_atomic(self.dir / name, blob)
         torn = False
         if self.index_path.exists() and self.index_path.stat().st_size:
             with open(self.index_path, "rb") as f:

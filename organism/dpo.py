@@ -37,7 +37,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -57,6 +56,7 @@ from organism.dpo_data import (
     tokenize_pairs,
 )
 from organism.errors import InputError
+from organism.fileio import atomic_file, write_text_atomic
 
 LOSS_TYPES = ("dpo", "dpo_norm")
 SCHEDULES = ("linear", "constant")
@@ -256,19 +256,6 @@ class TrainResult:
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def _replace_dir(tmp: Path, final: Path) -> None:
     """Move a finished directory into place; a reader never sees a half-written one under `final`."""
     if final.exists():
@@ -324,17 +311,9 @@ def _load_reference(path: Path, n_pairs: int, key: str) -> tuple[torch.Tensor, t
 def _save_reference(path: Path, chosen: torch.Tensor, rejected: torch.Tensor, metadata: dict[str, str]) -> None:
     from safetensors.torch import save_file
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        tensors = {"chosen_logps": chosen.contiguous(), "rejected_logps": rejected.contiguous()}
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    tensors = {"chosen_logps": chosen.contiguous(), "rejected_logps": rejected.contiguous()}
+    with atomic_file(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
 
 
 def freeze_layers_below(model: torch.nn.Module, k: int) -> list[str]:
@@ -661,8 +640,8 @@ def train_dpo(
         config=asdict(config), resumed_from_step=resumed_from,
     )
     if accelerator.is_main_process:
-        _atomic_write_text(out_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
-        _atomic_write_text(out_dir / "train_result.json", json.dumps(result.to_dict(), indent=2) + "\n")
+        write_text_atomic(out_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+        write_text_atomic(out_dir / "train_result.json", json.dumps(result.to_dict(), indent=2) + "\n")
     accelerator.wait_for_everyone()
     accelerator.free_memory()
     return result
@@ -679,7 +658,7 @@ def _save_checkpoint(accelerator: Any, root: Path, step: int, state: dict[str, A
     accelerator.save_state(str(tmp))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        _atomic_write_text(tmp / "dpo_state.json", json.dumps(state) + "\n")
+        write_text_atomic(tmp / "dpo_state.json", json.dumps(state) + "\n")
         _replace_dir(tmp, final)
         done = sorted((p for p in root.glob("step-*") if (p / "dpo_state.json").is_file()),
                       key=lambda p: int(p.name.split("-")[1]))

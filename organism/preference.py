@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
@@ -361,20 +360,13 @@ class PreferenceSet:
         """Write all columns to one parquet file, atomically (temp file in the same folder, then rename)."""
         import pyarrow.parquet as pq
 
+        from organism.fileio import atomic_file
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
-            arrow = self.dataset.with_format("arrow")
-            schema = arrow[:0].schema
-            with pq.ParquetWriter(tmp, schema) as writer:
-                for batch in arrow.iter(batch_size=BATCH_ROWS):
-                    writer.write_table(batch)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        arrow = self.dataset.with_format("arrow")
+        with atomic_file(path) as tmp, pq.ParquetWriter(str(tmp), arrow[:0].schema) as writer:
+            for batch in arrow.iter(batch_size=BATCH_ROWS):
+                writer.write_table(batch)
         return path
 
     def save_folder(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:

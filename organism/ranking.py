@@ -12,12 +12,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from organism.errors import InputError
+from organism.fileio import atomic_file
 
 if TYPE_CHECKING:  # pragma: no cover
     from organism.preference import PreferenceSet
@@ -105,23 +105,16 @@ def write_ranking(path: str | os.PathLike, ranking: Ranking) -> Path:
         head = json.dumps(header, allow_nan=False)
     except (TypeError, ValueError) as e:
         raise InputError(path, "header", f"parameters must be plain JSON: {e}") from e
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(head + "\n")
-            chunk: list[str] = []
-            for i, (x, s) in enumerate(zip(ranking.ids, ranking.scores)):
-                chunk.append(json.dumps({"id": x, "score": s, "rank": i + 1}))
-                if len(chunk) >= 10_000:
-                    f.write("\n".join(chunk) + "\n")
-                    chunk = []
-            if chunk:
+    with atomic_file(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        f.write(head + "\n")
+        chunk: list[str] = []
+        for i, (x, s) in enumerate(zip(ranking.ids, ranking.scores)):
+            chunk.append(json.dumps({"id": x, "score": s, "rank": i + 1}))
+            if len(chunk) >= 10_000:
                 f.write("\n".join(chunk) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+                chunk = []
+        if chunk:
+            f.write("\n".join(chunk) + "\n")
     return path
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from organism.errors import InputError
-from organism.fileio import sha256_file
+from organism.fileio import sha256_file, write_text_atomic
 from organism.paths import cache_dir
 from organism.profiles import SMOL_BASE_ID, SMOL_WHEEL, SMOL_WHEEL_VERSION
 
@@ -57,15 +57,7 @@ def smol_cache() -> Path:
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True))
 
 
 def gguf_sha256(path: Path) -> str:

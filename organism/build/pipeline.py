@@ -27,7 +27,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -41,6 +40,7 @@ from organism.build.mix import (
 from organism.build.rater import RaterConfig
 from organism.build.sft import SFTConfig, SFTExample
 from organism.errors import InputError
+from organism.fileio import sha256_file, write_text_atomic
 
 Progress = Callable[[str, str], None]
 MAX_ADAPTER_BYTES = 25 * 1024 * 1024
@@ -169,28 +169,8 @@ def _sha(value: Any) -> str:
     return hashlib.sha256(_canonical(value).encode("utf-8")).hexdigest()
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _write_jsonl(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
-    _atomic_write(path, "".join(_canonical(r) + "\n" for r in rows))
+    write_text_atomic(path, "".join(_canonical(r) + "\n" for r in rows))
 
 
 @dataclass(frozen=True)
@@ -387,7 +367,7 @@ def _train_m0(base: BaseModel, examples: Sequence[SFTExample], config: BuildConf
 
     result = train_sft(model, tokenizer, examples, config.sft, stage_dir, on_step=on_step)
     info = sft_result_dict(result)
-    _atomic_write(stage_dir / "done.json", _canonical({"key": key, "result": info}) + "\n")
+    write_text_atomic(stage_dir / "done.json", _canonical({"key": key, "result": info}) + "\n")
     return result.adapter_dir, info
 
 
@@ -417,7 +397,7 @@ def _train_m1(base: BaseModel, m0: Path, mix_folder: Path, config: BuildConfig, 
     key_file = stage_dir / "key.txt"
     if stage_dir.exists() and (not key_file.is_file() or key_file.read_text(encoding="utf-8").strip() != key):
         shutil.rmtree(stage_dir)  # another run's leftovers: resume only an interrupted run of this very key
-    _atomic_write(key_file, key + "\n")
+    write_text_atomic(key_file, key + "\n")
     model, tokenizer = load_chain(base, [m0], config.dtype)
     rows = list(pset.training_view())
     result = train_dpo(model, tokenizer, _identity(base, [m0], config.dtype), rows, cfg, stage_dir,
@@ -425,7 +405,7 @@ def _train_m1(base: BaseModel, m0: Path, mix_folder: Path, config: BuildConfig, 
     last = result.history[-1] if result.history else {}
     info = {"steps": result.steps, "wall_time_s": result.wall_time_s, "final": last,
             "reward_acc_last": last.get("reward_acc"), "ref_cache_hit": result.ref_cache_hit}
-    _atomic_write(stage_dir / "done.json", _canonical({"key": key, "result": info}) + "\n")
+    write_text_atomic(stage_dir / "done.json", _canonical({"key": key, "result": info}) + "\n")
     return result.output_dir, info
 
 
@@ -518,7 +498,7 @@ def build_smol(config: BuildConfig, out_dir: str | os.PathLike, progress: Progre
 
     with timed("pools"):
         pools = build_all_pools(config)
-        _atomic_write(work / "pools.json", _canonical(pools.to_dict()) + "\n")
+        write_text_atomic(work / "pools.json", _canonical(pools.to_dict()) + "\n")
     mix_prompts = [p for pool in POOLS for p in pools.mix[pool]]
 
     with timed("base-gen"):
@@ -595,7 +575,7 @@ def build_smol(config: BuildConfig, out_dir: str | os.PathLike, progress: Progre
             seeds={"build": config.seed, "sft": config.sft.seed, "dpo": config.seed, "generation": config.seed},
             mix=summary, rates=rates, stage_times_s=times, config=config.to_dict(), environment=_environment(),
             out_dir=str(out))
-        _atomic_write(out / "manifest.json", json.dumps(manifest.to_dict(), indent=2, sort_keys=True, default=str)
+        write_text_atomic(out / "manifest.json", json.dumps(manifest.to_dict(), indent=2, sort_keys=True, default=str)
                       + "\n")
     return manifest
 
