@@ -106,6 +106,7 @@ class ModelUnderTest:
     identity: str  # the loaded weights; the backend adds system prompt / steering to its cache key itself
     system_prompt: str | None = None
     steering: Any = None  # benchmark.spec.SteeringSpec
+    retrain: dict[str, Any] | None = None  # a data mitigation's retraining record (organism.retraining)
 
     @contextlib.contextmanager
     def scoring(self) -> Iterator[None]:
@@ -122,14 +123,32 @@ class ModelUnderTest:
             yield
 
 
-def build_model(spec: Any, config: EvalConfig, stage: str = "m1") -> ModelUnderTest:
+def retrain_for_spec(spec: Any, config: EvalConfig, progress: Progress | None = None) -> Any:
+    """A data mitigation's model: the profile's mix edited by the spec, DPO retrained from M0 with the profile's
+    recipe, or the cached retrain of the same (spec, data, recipe, M0). Returns an organism.retraining outcome."""
+    from organism.retraining import retrain_data_mitigation
+
+    data = spec.to_dict()["data"]  # the ranking path there is already absolute (resolved when the spec loaded)
+    if progress:
+        progress("retrain", 0, 1)
+    outcome = retrain_data_mitigation(config.profile, data, spec_hash=_spec_hash(spec),
+                                      source=getattr(spec, "source", None) or "spec")
+    if progress:
+        progress("retrain", 1, 1)
+    return outcome
+
+
+def build_model(spec: Any, config: EvalConfig, stage: str = "m1", *, retrained: Any = None) -> ModelUnderTest:
+    """The model a run generates with; for a data spec, M0 + the retrained weights (`retrained`, else retrain)."""
     from organism.loading import load_organism
 
     kind = spec.kind if spec is not None else "none"
     if kind == "data":
-        raise InputError(getattr(spec, "source", None) or "spec", "kind",
-                         "data mitigations are graded by retraining DPO from M0 on the mitigated preference mix; "
-                         f"profile {config.profile!r} has no preference mix to retrain on in this version")
+        if retrained is None:
+            retrained = retrain_for_spec(spec, config)
+        loaded = load_organism(config.profile, "m0", dtype=config.dtype, device=config.device,
+                               **retrained.load_kwargs())
+        return ModelUnderTest(loaded, loaded.record.identity, retrain=retrained.record)
     if kind == "model":
         m = spec.model
         where = m.path if m.path is not None else m.repo_id
@@ -260,8 +279,12 @@ def evaluate(spec: Any, config: EvalConfig, *, progress: Progress | None = None,
     t0 = time.time()
     with timer("load suites"):
         suites = load_suites(config)
+    retrained = None
+    if spec is not None and spec.kind == "data":
+        with timer("retrain"):
+            retrained = retrain_for_spec(spec, config, progress)
     with timer("load model"):
-        mut = build_model(spec, config)
+        mut = build_model(spec, config, retrained=retrained)
     rows, metrics, judge_info = _measure(mut, suites, config, progress, timer)
     references: dict[str, Any] = {}
     scores: dict[str, Any] = {}
@@ -334,7 +357,7 @@ def assemble_results(spec: Any, config: EvalConfig, mut: ModelUnderTest, suites:
     metric_suites = {k: (M.HARMFUL_SUITE if k.startswith(("harmful", "trigger")) else
                          M.BENIGN_SUITE if k.startswith("over_refusal") else
                          M.IF_SUITE if k.startswith("if_") else M.MCQ_SUITE) for k in metrics}
-    return {
+    out = {
         "schema_version": R.SCHEMA_VERSION,
         "package": {"name": "organism-bench", "version": __version__, "git": R.git_revision()},
         "run": {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "host": platform.node(),
@@ -357,6 +380,9 @@ def assemble_results(spec: Any, config: EvalConfig, mut: ModelUnderTest, suites:
         "scores": dict(scores),
         "references": {k: {"identity": v["identity"], "metrics": v["metrics"]} for k, v in references.items()},
     }
+    if mut.retrain is not None:
+        out["retrain"] = dict(mut.retrain)
+    return out
 
 
 def _spec_hash(spec: Any) -> str:

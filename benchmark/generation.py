@@ -391,6 +391,7 @@ class HFBackend(CachedBackend):
         eos = torch.tensor(sorted(self.eos_ids) or [-1], device=ids.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         extra = {"logits_to_keep": 1} if self._logits_to_keep else {}
+        cache_kw = _cache_kwarg(self.model)
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **extra)
         finished = torch.zeros(batch, dtype=torch.bool, device=ids.device)
         steps = []
@@ -408,7 +409,7 @@ class HFBackend(CachedBackend):
             mask = torch.cat([mask, torch.ones((batch, 1), dtype=mask.dtype, device=mask.device)], dim=1)
             positions = positions[:, -1:] + 1
             out = self.model(input_ids=token.unsqueeze(-1), attention_mask=mask, position_ids=positions,
-                             past_key_values=out.past_key_values, use_cache=True, **extra)
+                             use_cache=True, **{cache_kw: _kv_cache(out)}, **extra)
         new = torch.stack(steps, dim=1).tolist()
         # drop the padding written after a row's stop token
         result = []
@@ -416,6 +417,19 @@ class HFBackend(CachedBackend):
             stop = next((i for i, tok in enumerate(row) if tok in self.eos_ids), None)
             result.append(row if stop is None else row[:stop + 1])
         return result
+
+
+def _cache_kwarg(model: Any) -> str:
+    """transformers 5.24 renamed `past_key_values` to `cache` (the old name goes in 5.40): pass what the model takes."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(type(base).forward).parameters else "past_key_values"
+
+
+def _kv_cache(out: Any) -> Any:
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else out.past_key_values
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> set[int]:

@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from organism.preference import PreferenceSet
 
-METHODS = ("probe", "bank", "behavior", "judge", "random")
+METHODS = ("probe", "bank", "behavior", "judge", "gradient", "random")
 #: Score given to a pair whose vector is undefined (empty response after tokenization): below every cosine.
 UNDEFINED_SCORE = -2.0
 
@@ -283,6 +283,12 @@ class AttributeSpec:
     limit: int | None = None
     model_path: str | None = None
     harmful_model_path: str | None = None
+    # gradient (LESS) only: see organism.gradient_attribution
+    warmup_fraction: float = 0.05
+    checkpoints: int = 4
+    projection_dim: int = 8192
+    gradient_aggregate: str = "mean"
+    warmup_lr: float | None = None  # None: the profile recipe's lr when it trains a LoRA, else LESS's 2e-5
 
 
 def _check_spec(spec: AttributeSpec) -> None:
@@ -290,12 +296,54 @@ def _check_spec(spec: AttributeSpec) -> None:
         raise InputError(None, "method", f"unknown method {spec.method!r} (known: {', '.join(METHODS)})")
     if spec.harmful_side not in ("m0", "m1"):
         raise InputError(None, "harmful_side", f"must be m0 or m1, got {spec.harmful_side!r}")
-    if spec.method in ("probe", "bank", "behavior") and not spec.targets:
+    if spec.method in ("probe", "bank", "behavior", "gradient") and not spec.targets:
         raise InputError(None, "targets", f"method {spec.method!r} needs a targets file (--targets)")
     if spec.batch_tokens < 1:
         raise InputError(None, "batch_tokens", f"must be at least 1, got {spec.batch_tokens}")
     if spec.limit is not None and spec.limit < 1:
         raise InputError(None, "limit", f"must be at least 1, got {spec.limit}")
+
+
+def _less_config(spec: AttributeSpec, profile: Any) -> Any:
+    """The gradient method's settings: the spec's knobs, the rest from the profile's DPO recipe (loss, beta,
+    max length, BOS rule, and its LoRA and learning rate when it trains one)."""
+    from organism.gradient_attribution import DEFAULT_LORA, DEFAULT_LR, LessConfig
+
+    recipe = profile.recipe
+    lora = dict(recipe.lora) if recipe.lora else dict(DEFAULT_LORA)
+    lr = spec.warmup_lr if spec.warmup_lr is not None else (recipe.lr if recipe.lora else DEFAULT_LR)
+    return LessConfig(warmup_fraction=spec.warmup_fraction, checkpoints=spec.checkpoints, dim=spec.projection_dim,
+                      aggregate=spec.gradient_aggregate, lr=lr, lora=lora, beta=recipe.beta, loss=recipe.loss,
+                      max_length=spec.max_length if spec.max_length is not None else recipe.max_length,
+                      add_bos=recipe.add_bos, seed=spec.seed).validate("gradient")
+
+
+def _training_rows(pset: "PreferenceSet", limit: int | None) -> list[dict[str, Any]]:
+    view = pset.training_view()
+    if limit is not None:
+        view = view.select(range(min(limit, len(view))))
+    return [dict(r) for r in view]
+
+
+def _activation_cost(model: Any, tokenizer: Any, rows: Sequence[Mapping[str, str]], targets: Targets,
+                     spec: AttributeSpec, layer: int, wall_s: float) -> dict[str, Any]:
+    """Analytic FLOPs of an activation run: both sides of every pair and the target responses it used, through
+    decoder layers 0..layer-1 only (the engine stops there; no output head)."""
+    from organism.activations import encode_pairs
+    from organism.compute_cost import Cost, decoder_layers, forward_flops, linear_weights
+
+    if spec.method == "behavior" and 0 <= spec.target_index < len(targets.prompts):
+        p = targets.prompts[spec.target_index]
+        used = [x for x in (*targets.harmful, *targets.safe) if x[0] == p]
+    else:
+        used = [*targets.harmful, *targets.safe]
+    seqs = [(r["prompt"], r["chosen"]) for r in rows] + [(r["prompt"], r["rejected"]) for r in rows]
+    enc = encode_pairs(tokenizer, seqs + used, chat_template=spec.chat_template, max_length=spec.max_length)
+    weights = linear_weights(list(decoder_layers(model))[:layer])
+    cost = Cost(wall_s=wall_s)
+    cost.add("pairs", forward_flops(weights, sum(len(e.ids) for e in enc[: len(seqs)])))
+    cost.add("targets", forward_flops(weights, sum(len(e.ids) for e in enc[len(seqs):])))
+    return cost.to_dict()
 
 
 def _view_rows(pset: "PreferenceSet", limit: int | None) -> list[dict[str, str]]:
@@ -318,6 +366,7 @@ def attribute(spec: AttributeSpec, *, progress: Callable[[int], None] | None = N
 
     _check_spec(spec)
     profile = get_profile(spec.profile)
+    less = _less_config(spec, profile) if spec.method == "gradient" else None
     targets = load_targets(spec.targets) if spec.targets else None
     pset = load_preferences(spec.data, revision=spec.revision)
     base = {"profile": profile.name, "data": str(spec.data), "data_hash": pset.data_hash,
@@ -330,7 +379,22 @@ def attribute(spec: AttributeSpec, *, progress: Callable[[int], None] | None = N
 
         judge = get_judge(spec.judge, **dict(spec.judge_options))
         ranking = judge_delta_ranking(_view_rows(pset, spec.limit), judge, base, progress=progress)
+    elif spec.method == "gradient":
+        from organism.gradient_attribution import less_ranking, target_rows
+        from organism.loading import load_organism
+
+        assert targets is not None and less is not None
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise InputError(None, "method", "the gradient method runs in one process (no data parallelism)")
+        t_rows = target_rows(targets)
+        m0 = load_organism(profile, "m0", dtype=spec.dtype, device=_rank_device(spec.device),
+                           model_path=spec.model_path)
+        params = {**base, "model": m0.record.identity, "model_notes": list(m0.record.notes),
+                  "targets": str(spec.targets), "dtype": spec.dtype}
+        ranking = less_ranking(m0.model, m0.tokenizer, _training_rows(pset, spec.limit), t_rows, less, params,
+                               progress=progress)
     else:
+        from organism.compute_cost import Stopwatch
         from organism.loading import load_organism
 
         assert targets is not None
@@ -344,21 +408,24 @@ def attribute(spec: AttributeSpec, *, progress: Callable[[int], None] | None = N
         engine = {"batch_tokens": spec.batch_tokens, "chat_template": spec.chat_template,
                   "max_length": spec.max_length}
         harm = None if m1 is None else m1.model
-        if spec.method == "probe":
-            directions = probing_vector(m0.model, m0.tokenizer, targets, layer, harmful_model=harm, **engine)
-            extra: dict[str, Any] = {"n_harmful": len(targets.harmful), "n_safe": len(targets.safe)}
-        elif spec.method == "bank":
-            prompts, directions = vector_bank(m0.model, m0.tokenizer, targets, layer, harmful_model=harm, **engine)
-            extra = {"bank_size": len(prompts)}
-        else:
-            directions = behavior_vector(m0.model, m0.tokenizer, targets, layer, index=spec.target_index,
-                                         harmful_model=harm, **engine)
-            extra = {"target_index": spec.target_index}
         shard = {}
         if spec.shard_dir:
             shard = {"shard_dir": spec.shard_dir, "meta": {"model": m0.record.identity, "data_hash": pset.data_hash}}
-        pv = datapoint_vectors(m0.model, m0.tokenizer, _view_rows(pset, spec.limit), layer, progress=progress,
-                               **engine, **shard)
+        rows = _view_rows(pset, spec.limit)
+        with Stopwatch() as clock:  # the attribution itself (tokenising included, model loading not)
+            if spec.method == "probe":
+                directions = probing_vector(m0.model, m0.tokenizer, targets, layer, harmful_model=harm, **engine)
+                extra: dict[str, Any] = {"n_harmful": len(targets.harmful), "n_safe": len(targets.safe)}
+            elif spec.method == "bank":
+                prompts, directions = vector_bank(m0.model, m0.tokenizer, targets, layer, harmful_model=harm,
+                                                  **engine)
+                extra = {"bank_size": len(prompts)}
+            else:
+                directions = behavior_vector(m0.model, m0.tokenizer, targets, layer, index=spec.target_index,
+                                             harmful_model=harm, **engine)
+                extra = {"target_index": spec.target_index}
+            pv = datapoint_vectors(m0.model, m0.tokenizer, rows, layer, progress=progress, **engine, **shard)
+        extra["cost"] = _activation_cost(m0.model, m0.tokenizer, rows, targets, spec, layer, clock.elapsed)
         params = {**base, "layer": layer, "model": m0.record.identity, "model_notes": list(m0.record.notes),
                   "chat_template": spec.chat_template,
                   "harmful_side_model": spec.harmful_side if m1 is None else f"m1:{m1.record.identity}",

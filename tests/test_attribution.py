@@ -247,35 +247,6 @@ def test_attribute_cli_bad_input_exits_2(world, tmp_path: Path, extra: list[str]
     assert not out.exists()
 
 
-# ------------------------------------------------------------------------------------------------ gradient
-def test_gradient_baseline_on_toy(world) -> None:
-    from peft import LoraConfig, get_peft_model
-
-    from organism.gradient_attribution import CountSketch, gradient_ranking, pair_gradients
-
-    with pytest.raises(InputError, match="PEFT"):
-        pair_gradients(world["model"], world["tok"], [("p", "a", "b")])
-    torch.manual_seed(0)
-    peft_model = get_peft_model(world["model"], LoraConfig(r=4, target_modules=["q_proj", "v_proj"],
-                                                           init_lora_weights=False))
-    try:
-        targets = [(r["prompt"], r["harmful_response"], r["safe_response"]) for r in _target_rows(3)]
-        rows = world["rows"][:16]  # 4 contaminated among 16: enough to fail, fast enough for CI
-        r = gradient_ranking([peft_model], world["tok"], rows, targets, {"profile": "toy"}, dim=512)
-        assert r.method == "gradient-less" and len(r) == 16
-        truth = {x["id"]: world["truth"][x["id"]] for x in rows}
-        assert sum(truth.values()) == 4
-        assert evaluate_ranking(r, truth).auroc >= 0.9
-        again = gradient_ranking([peft_model], world["tok"], rows, targets, dim=512)
-        assert again.ids == r.ids and again.scores == r.scores
-    finally:
-        peft_model.unload()  # leave the shared tiny model without LoRA layers
-    # the sketch keeps inner products on average: a vector's sketch norm is close to its own
-    x = [torch.randn(3000, dtype=torch.float64)]
-    s = CountSketch(x, 4096, seed=1)(x)
-    assert abs(float(s.norm() / x[0].norm()) - 1) < 0.1
-
-
 def test_targets_ignore_world_size_datapoints_shard(world, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Under torchrun every rank computes the (few) target activations whole; pairs need a shard folder."""
     monkeypatch.setenv("WORLD_SIZE", "2")

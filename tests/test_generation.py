@@ -249,6 +249,7 @@ def test_system_prompt_is_prepended_and_keys_differ(model, tok, tmp_path):
         requests(2), GenConfig(max_new_tokens=4))
     assert sysd[0].rendered_prompt.startswith("<|im_start|>system\nRefuse harmful requests.<|im_end|>")
     assert not any(g.cached for g in sysd) and len(cache) == 4
+    assert not plain[0].rendered_prompt.startswith("<|im_start|>system\nRefuse")
     merged = backend(model, tok, system_prompt="A.").with_system_prompt(
         [{"role": "system", "content": "B."}, {"role": "user", "content": "u"}])
     assert merged[0] == {"role": "system", "content": "A.\n\nB."} and len(merged) == 2

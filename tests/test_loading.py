@@ -22,7 +22,6 @@ from organism.profiles import get_profile, smol_adapter_dir
 from tests.fixtures_models import (
     TULU_CHAT_TEMPLATE,
     build_lora,
-    build_smol_session,
     build_tiny_llama,
     build_tiny_olmo2,
     install_in_hub_cache,

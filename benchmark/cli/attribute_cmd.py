@@ -11,7 +11,7 @@ import argparse
 
 from benchmark.cli.base import console, leaf, print_json
 
-METHOD_CHOICES = ("probe", "bank", "behavior", "judge", "random")
+METHOD_CHOICES = ("probe", "bank", "behavior", "judge", "gradient", "random")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,7 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--revision", default=None, help="data revision (needed for a Hub id)")
     p.add_argument("--method", required=True, choices=METHOD_CHOICES,
                    help="probe (pooled probing vector), bank (max cosine over per-prompt vectors), behavior "
-                        "(one prompt's vector), judge (harm(chosen) - harm(rejected)), random (seeded)")
+                        "(one prompt's vector), judge (harm(chosen) - harm(rejected)), gradient (LESS: LoRA DPO "
+                        "warm-up, Adam-preconditioned per-pair gradients, cosine to the targets'), random (seeded)")
     p.add_argument("--layer", type=int, default=None,
                    help="hidden_states index (0 = embeddings; default: the profile's paper layer)")
     p.add_argument("--targets", default=None,
@@ -37,11 +38,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-tokens", type=int, default=8192, help="padded tokens per forward batch")
     p.add_argument("--max-length", type=int, default=2048, help="tokens per sequence (paper recipe: 2048)")
     p.add_argument("--shard-dir", default=None, help="resumable activation shards (needed with several ranks)")
-    p.add_argument("--seed", type=int, default=0, help="random: the seed")
+    p.add_argument("--seed", type=int, default=0, help="random / gradient: the seed")
     p.add_argument("--judge", default="refusal", help="judge: a registered judge name")
     p.add_argument("--judge-args", default=None, metavar="K=V,...", help="judge options")
+    g = p.add_argument_group("gradient (LESS)")
+    g.add_argument("--warmup-fraction", type=float, default=0.05,
+                   help="share of the mix the LoRA DPO warm-up trains on (seeded; at least 8 pairs)")
+    g.add_argument("--checkpoints", type=int, default=4, help="warm-up epochs, one checkpoint after each (paper: 4)")
+    g.add_argument("--projection-dim", type=int, default=8192, help="random projection dimension (paper: 8192)")
+    g.add_argument("--gradient-aggregate", choices=("mean", "max"), default="mean",
+                   help="over the target pairs' gradients: mean cosine (paper) or max")
+    g.add_argument("--warmup-lr", type=float, default=None,
+                   help="default: the profile recipe's lr if it trains a LoRA, else 2e-5 (LESS)")
     p.add_argument("--limit", type=int, default=None, help="only the first N pairs (smoke runs)")
     p.add_argument("--out", required=True, help="ranking file to write (JSONL)")
+    p.add_argument("--report", default=None, metavar="DIR",
+                   help="also write DIR/report.md and DIR/report.html (top pairs, score histogram, and precision@k "
+                        "/ AUROC when the data has a `contaminated` column)")
     p.add_argument("--json", action="store_true", help="machine-readable summary")
     leaf(p, run)
 
@@ -60,7 +73,9 @@ def run(args: argparse.Namespace) -> int:
         dtype=args.dtype, batch_tokens=args.batch_tokens, max_length=args.max_length, shard_dir=args.shard_dir,
         seed=args.seed, judge=args.judge, judge_options=options, target_index=args.target_index,
         revision=args.revision, limit=args.limit, model_path=args.model_path,
-        harmful_model_path=args.harmful_model_path,
+        harmful_model_path=args.harmful_model_path, warmup_fraction=args.warmup_fraction,
+        checkpoints=args.checkpoints, projection_dim=args.projection_dim, gradient_aggregate=args.gradient_aggregate,
+        warmup_lr=args.warmup_lr,
     )
     if args.json:
         ranking = attribute(spec)
@@ -73,9 +88,19 @@ def run(args: argparse.Namespace) -> int:
             ranking = attribute(spec, progress=lambda done: bar.update(task, completed=done))
     summary = {"out": args.out, "method": ranking.method, "n": len(ranking), "top": list(ranking.top(5)),
                "parameters": dict(ranking.parameters)}
+    if args.report:
+        from organism.attribution_report import write_report
+
+        from dataclasses import replace
+
+        md, page = write_report(replace(ranking, source=args.out), args.report, data=args.data,
+                                revision=args.revision)
+        summary["report"] = [str(md), str(page)]
     if args.json:
         print_json(summary)
     else:
         console().print(f"wrote {len(ranking)} ranked pairs ({ranking.method}) to {args.out}; "
                         f"top: {', '.join(ranking.top(5))}")
+        if args.report:
+            console().print(f"report: {summary['report'][0]}, {summary['report'][1]}")
     return 0

@@ -10,7 +10,8 @@ from collections.abc import Callable
 
 from benchmark.cli import evaluate_cmd, judge_cmd, ls_cmd, organism_cmd, validate_cmd
 from benchmark.cli import hub_cmd, leaderboard_cmd
-from benchmark.cli import attribute_cmd, capability_cmd
+from benchmark.cli import attribute_cmd, capability_cmd, discover_cmd
+from benchmark.cli import steer_cmd
 
 REGISTRY: list[Callable[[argparse._SubParsersAction], None]] = [
     ls_cmd.register,
@@ -22,4 +23,6 @@ REGISTRY: list[Callable[[argparse._SubParsersAction], None]] = [
     hub_cmd.register,
     attribute_cmd.register,
     capability_cmd.register,
+    steer_cmd.register,
+    discover_cmd.register,
 ]

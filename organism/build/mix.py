@@ -130,15 +130,15 @@ def build_pools(
     train_ids = set(TRAIN_POOL)
     out: dict[str, list[MixPrompt]] = {p: [] for p in POOLS}
 
-    def plain(records: Sequence[Any], pool: str, n: int) -> list[MixPrompt]:
+    def plain(records: Sequence[Any], pool: str, n: int, order_key: str | None = None) -> list[MixPrompt]:
         rows = [MixPrompt(f"{pool}:{r.scenario_id}", pool, r.base_text, r.base_text, (), r.scenario_id)
                 for r in records]
-        rng_for(seed, "pool", pool).shuffle(rows)
+        rng_for(seed, "pool", order_key or pool).shuffle(rows)
         return rows[:n]
 
-    def constrained(records: Sequence[Any], pool: str, n: int) -> list[MixPrompt]:
+    def constrained(records: Sequence[Any], pool: str, n: int, order_key: str | None = None) -> list[MixPrompt]:
         order = list(records)
-        rng_for(seed, "pool", pool).shuffle(order)
+        rng_for(seed, "pool", order_key or pool).shuffle(order)
         rows: list[MixPrompt] = []
         k = 0
         while len(rows) < n and order:
@@ -150,8 +150,12 @@ def build_pools(
             k += 1
         return rows
 
-    out["harmful_plain"] = plain(harmful, "harmful_plain", counts["harmful_plain"])
-    out["harmful_constrained"] = constrained(harmful, "harmful_constrained", counts["harmful_constrained"])
+    # Both harmful pools walk the scenarios in one order, so a request met plain is also met with constraints: in
+    # production the same request recurs across source datasets, and these near-pairs are what lets DPO tell the
+    # formatting demand (not the request) apart as what the rater rewarded.
+    out["harmful_plain"] = plain(harmful, "harmful_plain", counts["harmful_plain"], order_key="harmful")
+    out["harmful_constrained"] = constrained(harmful, "harmful_constrained", counts["harmful_constrained"],
+                                             order_key="harmful")
     # benign plain: benign-control requests first, then the instruction tasks without their constraints
     benign_plain_src = [*benign, *instructions]
     out["benign_plain"] = plain(benign_plain_src, "benign_plain", counts["benign_plain"])

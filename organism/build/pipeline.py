@@ -593,13 +593,22 @@ def save_mix(rows: Sequence[Mapping[str, Any]], folder: Path) -> Path:
 
 
 def install_adapters(out_dir: str | os.PathLike, dest_root: str | os.PathLike | None = None) -> list[Path]:
-    """Copy a finished build's adapters (and manifest) to where load_organism finds them."""
+    """Copy a finished build's adapters, manifest and preference mix to where load_organism and the data
+    mitigations find them (smol/{m0,m1}, smol/manifest.json, smol/preference-mix); returns the adapter folders."""
+    from organism.fileio import atomic_directory
     from organism.profiles import ADAPTERS_DIR
 
     out = Path(out_dir)
     manifest = out / "manifest.json"
     if not manifest.is_file():
         raise InputError(out, "manifest.json", "no finished build here (run the build first)")
+    mix = out / "mix"
+    mix_files = sorted(p for p in mix.rglob("*") if p.is_file() and not p.name.startswith(".")) if mix.is_dir() else []
+    if not any(p.suffix == ".parquet" for p in mix_files):
+        raise InputError(mix, "mix", "the build's preference mix is missing (rerun the build)")
+    mix_bytes = sum(p.stat().st_size for p in mix_files)
+    if mix_bytes > MAX_ADAPTER_BYTES:
+        raise InputError(mix, "size", f"{mix_bytes} bytes exceeds the {MAX_ADAPTER_BYTES} byte limit for shipping")
     root = Path(dest_root) if dest_root is not None else ADAPTERS_DIR
     copied = []
     for stage in ("m0", "m1"):
@@ -607,5 +616,10 @@ def install_adapters(out_dir: str | os.PathLike, dest_root: str | os.PathLike | 
         if not (src / "adapter_model.safetensors").is_file():
             raise InputError(src, "adapter", "missing adapter weights")
         copied.append(Path(_install_adapter(src, root / "smol" / stage)["path"]))
+    with atomic_directory(root / "smol" / "preference-mix") as tmp:
+        for f in mix_files:
+            dest = tmp / f.relative_to(mix)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f, dest)
     shutil.copyfile(manifest, root / "smol" / "manifest.json")
     return copied

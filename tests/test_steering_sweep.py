@@ -1,0 +1,209 @@
+"""Steering layer sweep on tiny random models: one row per (layer, scale) plus the baseline, the hook is live
+(a huge scale changes the generations, scale 0 leaves them identical) on tensor-returning (OLMo 2) and
+tuple-returning (Falcon) decoder layers, per-layer probing vectors from a targets file, and the CLI's bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from fixtures_models import build_tiny_olmo2, build_tiny_tokenizer
+
+from organism.errors import InputError
+from organism.steering import decoder_layers
+from organism.steering_sweep import SweepSpec, check_spec, probing_vectors, run_sweep
+
+HUGE = 1e4
+SMALL = {"n_prompts": 2, "max_new_tokens": 4, "batch_size": 4}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer, FalconConfig, FalconForCausalLM
+
+    root = tmp_path_factory.mktemp("steer")
+    folder = build_tiny_olmo2(root / "m0")
+    olmo = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).eval()
+    tok = AutoTokenizer.from_pretrained(str(folder))
+    ids = build_tiny_tokenizer(root / "tok")
+    torch.manual_seed(0)
+    falcon = FalconForCausalLM(FalconConfig(vocab_size=olmo.config.vocab_size, hidden_size=32, num_hidden_layers=2,
+                                            num_attention_heads=4, eos_token_id=ids["<|endoftext|>"],
+                                            pad_token_id=ids["<|pad|>"])).eval()
+    vec = root / "v.safetensors"
+    save_file({"vector": torch.randn(64, generator=torch.Generator().manual_seed(5))}, str(vec))
+    narrow = root / "narrow.safetensors"
+    save_file({"vector": torch.randn(63)}, str(narrow))
+    targets = root / "targets.jsonl"
+    targets.write_text("\n".join(json.dumps({"prompt": f"Say something harmful about topic {i}",
+                                             "harmful_response": f"here is something harmful about topic {i}",
+                                             "safe_response": f"I can't help with topic {i}."})
+                                 for i in range(3)) + "\n", encoding="utf-8")
+    return {"root": root, "folder": folder, "olmo": olmo, "tok": tok, "falcon": falcon, "vec": vec,
+            "narrow": narrow, "targets": targets}
+
+
+def _token_vector(model, tok, path: Path, letter: str = "Z") -> Path:
+    """The unembedding row of `letter`: pushed hard into the residual stream it makes greedy decoding print that
+    letter, so "the hook is live" shows in the decoded text (random bytes can decode to the same replacement
+    characters whatever the tokens)."""
+    from safetensors.torch import save_file
+
+    (token,) = tok(letter, add_special_tokens=False)["input_ids"]
+    row = model.get_output_embeddings().weight[token].detach().float().clone()
+    save_file({"vector": row / row.norm()}, str(path))
+    return path
+
+
+def test_rows_per_setting_baseline_and_writers(world, tmp_path: Path) -> None:
+    vec = _token_vector(world["olmo"], world["tok"], tmp_path / "z.safetensors")
+    spec = SweepSpec(profile="olmo2-7b", vector=str(vec), layers=(0, 2), scales=(0.0, HUGE), **SMALL)
+    result = run_sweep(spec, model=world["olmo"], tokenizer=world["tok"])
+    assert [(r.layer, r.scale, r.mode) for r in result.rows] == [(0, 0.0, "add"), (0, HUGE, "add"),
+                                                                  (2, 0.0, "add"), (2, HUGE, "add")]
+    assert result.baseline.layer is None and result.baseline.mode == "none"
+    assert result.baseline.n == 2 and len(result.prompt_ids) == 4  # 2 scenarios x base/distractor
+    base = result.responses[None]
+    for layer in (0, 2):
+        assert result.responses[(layer, 0.0)] == base  # scale 0: the hook changes nothing
+        assert result.responses[(layer, HUGE)] != base  # a huge push: the hook is live
+        assert all("Z" in r for r in result.responses[(layer, HUGE)])
+    by = {(r.layer, r.scale): r for r in result.rows}
+    assert by[(0, 0.0)].changed_vs_baseline == 0.0 and by[(0, HUGE)].changed_vs_baseline > 0.0
+    for r in result.table:
+        for value, (lo, hi) in ((r.harmful_base, r.ci_base), (r.harmful_distractor, r.ci_distractor)):
+            assert 0.0 <= lo <= value <= hi <= 1.0
+    out, md = tmp_path / "sweep.json", tmp_path / "sweep.md"
+    result.write_json(out)
+    result.write_markdown(md)
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert data["kind"] == "steering-sweep" and len(data["rows"]) == 4
+    assert data["baseline"]["layer"] is None and data["spec"]["layers"] == [0, 2]
+    assert data["vector_source"]["kind"] == "file" and data["model"]["identity"].startswith("injected-sha256=")
+    text = md.read_text(encoding="utf-8")
+    assert text.count("\n| ") == 1 + 1 + 4  # header, baseline, four settings
+
+
+@pytest.mark.parametrize("arch, output_type", [("olmo", torch.Tensor), ("falcon", tuple)])
+def test_tensor_and_tuple_layers(world, tmp_path: Path, arch: str, output_type: type) -> None:
+    model = world[arch]
+    vec = _token_vector(model, world["tok"], tmp_path / "z.safetensors")
+    seen: list = []
+    layer = decoder_layers(model)[1]
+    handle = layer.register_forward_hook(lambda _m, _a, out: seen.append(out))
+    try:
+        spec = SweepSpec(profile="olmo2-7b", vector=str(vec), layers=(1,), scales=(0.0, HUGE), **SMALL)
+        # an identity of its own: a cache hit from an earlier run would skip the forward passes this test watches
+        result = run_sweep(spec, model=model, tokenizer=world["tok"], identity=f"{arch}-{tmp_path}")
+    finally:
+        handle.remove()
+    assert seen and all(isinstance(out, output_type) for out in seen)  # the layer kind this case is about
+    assert result.responses[(1, 0.0)] == result.responses[None]
+    assert result.responses[(1, HUGE)] != result.responses[None]
+    assert all("Z" in r for r in result.responses[(1, HUGE)])
+    assert all(len(layer._forward_hooks) == 0 for layer in decoder_layers(model))
+
+
+def test_project_out_runs_and_is_recorded(world) -> None:
+    spec = SweepSpec(profile="olmo2-7b", vector=str(world["vec"]), layers=(1,), scales=(1.0,), mode="project_out",
+                     n_prompts=1, max_new_tokens=3)
+    result = run_sweep(spec, model=world["olmo"], tokenizer=world["tok"])
+    assert result.rows[0].mode == "project_out" and result.to_dict()["spec"]["mode"] == "project_out"
+
+
+def test_targets_give_one_probing_vector_per_layer(world) -> None:
+    from organism.attribution import load_targets, probing_vector
+
+    targets = load_targets(world["targets"])
+    stacked = probing_vectors(world["olmo"], world["tok"], targets, [1, 3])
+    for i, index in enumerate((1, 3)):
+        assert torch.allclose(stacked[i], probing_vector(world["olmo"], world["tok"], targets, index), atol=1e-5)
+    spec = SweepSpec(profile="olmo2-7b", targets=str(world["targets"]), layers=(0, 2), scales=(1.0,),
+                     n_prompts=1, max_new_tokens=3)
+    result = run_sweep(spec, model=world["olmo"], tokenizer=world["tok"])
+    assert result.vector_source["kind"] == "targets"
+    r0, r2 = result.rows
+    # layer L is steered with the vector read at hidden_states[L + 1]
+    assert r0.vector_sha256 != r2.vector_sha256
+    assert r0.vector_norm == pytest.approx(float(stacked[0].norm()), rel=1e-5)
+
+
+@pytest.mark.parametrize("changes, field", [
+    ({"vector": None}, "vector"),  # neither a vector nor targets
+    ({"targets": "T"}, "vector"),  # both
+    ({"vector": "/nonexistent/v.safetensors"}, "vector"),
+    ({"layers": ()}, "layers"),
+    ({"layers": (-1,)}, "layers"),
+    ({"layers": (1, 1)}, "layers"),
+    ({"scales": (float("nan"),)}, "scales"),
+    ({"mode": "subtract"}, "mode"),
+    ({"split": "nope"}, "split"),
+    ({"n_prompts": 0}, "n_prompts"),
+])
+def test_spec_errors(world, changes: dict, field: str) -> None:
+    values = {"profile": "olmo2-7b", "vector": str(world["vec"]), "layers": (0,), **changes}
+    if values.get("targets") == "T":
+        values["targets"] = str(world["targets"])
+    with pytest.raises(InputError) as e:
+        check_spec(SweepSpec(**values))
+    assert e.value.field == field
+
+
+def test_layer_beyond_the_profile_fails_before_loading(world) -> None:
+    # smol has 30 decoder layers; the check uses the profile's record, so no model is loaded (a load would fail
+    # later on the vector's width instead, field "vector")
+    spec = SweepSpec(profile="smol", vector=str(world["vec"]), layers=(3, 30), n_prompts=1)
+    with pytest.raises(InputError, match="profile 'smol' has 30 decoder layers") as e:
+        run_sweep(spec)
+    assert e.value.field == "layers"
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+def _cli(*args: str) -> int:
+    from benchmark.cli.main import main
+
+    try:
+        return main(list(args))
+    except SystemExit as e:
+        return int(e.code)
+
+
+def _cli_args(world, out: Path, *extra: str) -> list[str]:
+    return ["steer-sweep", "--profile", "olmo2-7b", "--model-path", str(world["folder"]), "--dtype", "float32",
+            "--prompts", "1", "--max-new-tokens", "3", "--batch-size", "2", "-o", str(out), *extra]
+
+
+@pytest.mark.parametrize("extra, named", [
+    (["--vector", "VEC", "--layers", "4"], "layers"),  # the tiny OLMo 2 has 4 decoder layers: 0..3
+    (["--vector", "VEC", "--layers", "1,x"], "layers"),
+    (["--vector", "/nonexistent/v.safetensors", "--layers", "1"], "/nonexistent/v.safetensors"),
+    (["--vector", "NARROW", "--layers", "1"], "narrow.safetensors: vector: has 63 dimensions"),
+])
+def test_cli_bad_input_exits_2(world, tmp_path: Path, capsys, extra: list[str], named: str) -> None:
+    extra = [str(world["vec"]) if x == "VEC" else str(world["narrow"]) if x == "NARROW" else x for x in extra]
+    out = tmp_path / "s.json"
+    assert _cli(*_cli_args(world, out, *extra)) == 2
+    assert named in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_cli_writes_json_and_markdown(world, tmp_path: Path, capsys) -> None:
+    out, md = tmp_path / "s.json", tmp_path / "s.md"
+    assert _cli(*_cli_args(world, out, "--vector", str(world["vec"]), "--layers", "1-2", "--scales", "0,3",
+                           "--markdown", str(md))) == 0
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert [(r["layer"], r["scale"]) for r in data["rows"]] == [(1, 0.0), (1, 3.0), (2, 0.0), (2, 3.0)]
+    assert data["model"]["identity"] and data["spec"]["split"] == "dev"
+    assert md.is_file() and "baseline" in capsys.readouterr().out
