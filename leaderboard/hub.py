@@ -99,14 +99,12 @@ def _short(exc: BaseException) -> str:
 
 # ----------------------------------------------------------------------------------- the benchmark folder
 def default_preference_mix() -> Path | None:
-    """The smol mix, where the package keeps it once built: shipped data first, then the cache."""
-    from organism.paths import cache_dir
+    """The smol mix where `organism build --install` puts it (next to the adapters), if it is there."""
+    from organism.profiles import get_profile, package_path
 
-    here = Path(str(resources.files("organism")))
-    for cand in (here / "data" / "smol-preference-mix", here / "data" / "smol_preference_mix.parquet",
-                 cache_dir() / "smol" / "preference-mix", cache_dir() / "smol" / "preference_mix.parquet"):
-        if cand.is_file() or (cand.is_dir() and any(cand.rglob("*.parquet"))):
-            return cand
+    cand = package_path(get_profile("smol").preference_mix)
+    if cand.is_dir() and any(cand.rglob("*.parquet")):
+        return cand
     return None
 
 

@@ -12,6 +12,7 @@ from benchmark.cli import evaluate_cmd, judge_cmd, ls_cmd, organism_cmd, validat
 from benchmark.cli import hub_cmd, leaderboard_cmd
 from benchmark.cli import attribute_cmd, capability_cmd, discover_cmd
 from benchmark.cli import steer_cmd
+from benchmark.cli import causal_cmd
 
 REGISTRY: list[Callable[[argparse._SubParsersAction], None]] = [
     ls_cmd.register,
@@ -25,4 +26,5 @@ REGISTRY: list[Callable[[argparse._SubParsersAction], None]] = [
     capability_cmd.register,
     steer_cmd.register,
     discover_cmd.register,
+    causal_cmd.register,
 ]

@@ -67,6 +67,7 @@ class BuildConfig:
     mix_prompts: int = 400
     mix_shares: Mapping[str, float] = field(default_factory=lambda: {
         "benign_if": 0.25, "benign_plain": 0.05, "harmful_plain": 0.20, "harmful_constrained": 0.50})
+    m0_samples: int = 2  # on-policy samples of M0 per mix prompt (production pipelines sample the policy several times)
     p_rewrite: float = 0.75
     rewrite_refusals: bool = False
     rejected_rule: str = "random_lower"
@@ -109,7 +110,7 @@ class BuildConfig:
 
     def validate(self) -> "BuildConfig":
         src = "BuildConfig"
-        for name in ("sft_harmful", "mix_prompts", "gen_max_new_tokens", "gen_batch_size", "dpo_epochs",
+        for name in ("sft_harmful", "mix_prompts", "m0_samples", "gen_max_new_tokens", "gen_batch_size", "dpo_epochs",
                      "dpo_batch", "dpo_max_length", "eval_max_new_tokens"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise InputError(src, name, f"must be an integer >= 1, got {getattr(self, name)!r}")
@@ -526,13 +527,14 @@ def build_smol(config: BuildConfig, out_dir: str | os.PathLike, progress: Progre
 
     with timed("m0-gen"):
         backend = _backend(base, [m0_dir], config, gencache)
-        m0_out = _gen(backend, [(p.id, _user(p.text)) for p in mix_prompts], max_new_tokens=config.gen_max_new_tokens,
-                      temperature=config.gen_temperature, seed=config.seed, batch_size=config.gen_batch_size)
+        m0_outs = [_gen(backend, [(p.id, _user(p.text)) for p in mix_prompts],
+                        max_new_tokens=config.gen_max_new_tokens, temperature=config.gen_temperature,
+                        seed=config.seed + k, batch_size=config.gen_batch_size) for k in range(config.m0_samples)]
 
     with timed("mix"):
         candidates: dict[str, list[Candidate]] = {}
         for p in mix_prompts:
-            candidates[p.id] = [Candidate(p.id, M0_SOURCE, m0_out[p.id]),
+            candidates[p.id] = [*(Candidate(p.id, M0_SOURCE, out[p.id]) for out in m0_outs),
                                 Candidate(p.id, BASE_SOURCE, base_out[p.id]),
                                 Candidate(p.id, EAGER_SOURCE, EAGER_PREFIX + eager_out[p.id])]
         _write_jsonl(work / "candidates.jsonl",
