@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.cli.base import console, leaf, print_json
+from benchmark.cli.evaluate_cmd import add_run_flags
 from organism.errors import InputError
 
 
@@ -29,17 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--actions", default="remove,flip", help="remove, flip or both (default both)")
     p.add_argument("--baseline", default="random",
                    help="method every other row is compared with, paired by prompt (default random)")
-    p.add_argument("--split", default="test", choices=["train", "dev", "test"])
-    p.add_argument("--suites", default="dtc-harmful,ifeval-lite", help="comma-separated (must include dtc-harmful)")
-    p.add_argument("--limit", type=int, default=None, help="first N scenarios of each suite (all their variants)")
-    p.add_argument("-n", "--samples-per-prompt", type=int, default=1)
-    p.add_argument("--gen-kwargs", default="", help="e.g. temperature=0.7,top_p=0.95,max_new_tokens=96")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", default="auto")
-    p.add_argument("--judge", default="refusal")
-    p.add_argument("--judge-option", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32", "float16"])
-    p.add_argument("--device", default="cpu")
+    add_run_flags(p, suites_default="dtc-harmful,ifeval-lite", suites_help="comma-separated (must include dtc-harmful)")
     p.add_argument("--n-boot", type=int, default=2000, help="bootstrap replicates per interval")
     p.add_argument("-o", "--out", default=None, metavar="OUT", help="output folder (runs, results.json, table.md)")
     p.add_argument("--json", action="store_true", help="print results.json instead of the table")

@@ -12,6 +12,21 @@ from benchmark.cli.base import console, leaf, print_json
 from organism.errors import InputError
 
 
+def add_run_flags(p: Any, *, suites_default: str | None, suites_help: str) -> None:
+    """The generation and judging flags every command that runs an evaluation shares."""
+    p.add_argument("--split", default="test", choices=["train", "dev", "test"])
+    p.add_argument("--suites", default=suites_default, help=suites_help)
+    p.add_argument("--limit", type=int, default=None, help="first N scenarios of each suite (all their variants)")
+    p.add_argument("-n", "--samples-per-prompt", type=int, default=1)
+    p.add_argument("--gen-kwargs", default="", help="e.g. temperature=0.7,top_p=0.95,max_new_tokens=100")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", default="auto")
+    p.add_argument("--judge", default="refusal")
+    p.add_argument("--judge-option", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32", "float16"])
+    p.add_argument("--device", default="cpu")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     ev = sub.add_parser("evaluate", help="grade a mitigation (default: the M1 baseline of the embedded organism)")
     _common(ev)
@@ -35,17 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("spec", nargs="?", metavar="SPEC", help="mitigation spec (YAML/JSON); none = the M1 baseline")
     p.add_argument("--profile", default="", help="organism profile (default: the spec's, else smol)")
-    p.add_argument("--split", default="test", choices=["train", "dev", "test"])
-    p.add_argument("--suites", default=None, help="comma-separated suite names (default: all four)")
-    p.add_argument("--limit", type=int, default=None, help="first N scenarios of each suite (all their variants)")
-    p.add_argument("-n", "--samples-per-prompt", type=int, default=1)
-    p.add_argument("--gen-kwargs", default="", help="e.g. temperature=0.7,top_p=0.95,max_new_tokens=100")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", default="auto")
-    p.add_argument("--judge", default="refusal")
-    p.add_argument("--judge-option", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32", "float16"])
-    p.add_argument("--device", default="cpu")
+    add_run_flags(p, suites_default=None, suites_help="comma-separated suite names (default: all four)")
     p.add_argument("--backend", default="hf", choices=["hf", "vllm"])
     p.add_argument("--benchmark-source", default=None, metavar="FOLDER|REPO@REV",
                    help="prompt suites from a pulled/exported benchmark instead of the shipped files")

@@ -1,0 +1,52 @@
+"""The smol build configurations tried while tuning the organism, runnable by name, so every row of the README's
+"Building the embedded organism" table can be reproduced:
+
+    python bench/smol_build_experiments.py B --out builds/B [--eval-split dev]
+
+Each run is `build_smol(BuildConfig.preset_config("small", **overrides), out)`; it prints the manifest's rates, the
+mix summary and the stage times. Runs that share a build folder share cached stages (base generations, M0, the
+reference log-probs), which is how the table's rows were measured one after another.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+_SHARES = ("benign_if", "benign_plain", "harmful_plain", "harmful_constrained")
+
+
+def _shares(*values: float) -> dict[str, float]:
+    return dict(zip(_SHARES, values))
+
+
+EXPERIMENTS: dict[str, dict[str, Any]] = {
+    "A": {"mix_prompts": 200, "m0_samples": 1, "mix_shares": _shares(0.25, 0.05, 0.35, 0.35), "dpo_epochs": 2},
+    "B": {"mix_prompts": 320, "m0_samples": 2, "mix_shares": _shares(0.25, 0.05, 0.20, 0.50), "dpo_epochs": 3},
+    "C": {"mix_prompts": 320, "m0_samples": 3, "mix_shares": _shares(0.20, 0.0, 0.10, 0.70), "dpo_epochs": 3},
+    "D": {"mix_prompts": 400, "m0_samples": 3, "mix_shares": _shares(0.20, 0.0, 0.15, 0.65), "dpo_epochs": 2},
+}
+
+
+def main() -> None:
+    from organism.build.pipeline import BuildConfig, build_smol
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("name", choices=sorted(EXPERIMENTS))
+    parser.add_argument("--out", required=True, help="build folder (reuse one to share cached stages)")
+    parser.add_argument("--eval-split", default="dev", choices=("dev", "test"))
+    args = parser.parse_args()
+    config = BuildConfig.preset_config("small", **EXPERIMENTS[args.name], eval_split=args.eval_split,
+                                       eval_scenarios=60, eval_if_tasks=30)
+    t0 = time.perf_counter()
+    manifest = build_smol(config, args.out,
+                          progress=lambda stage, msg: print(f"[{time.perf_counter() - t0:7.1f}s] {stage}: {msg}",
+                                                            flush=True))
+    print(json.dumps({"rates": manifest.rates, "mix": manifest.mix, "stage_times_s": manifest.stage_times_s},
+                     indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
