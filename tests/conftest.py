@@ -20,3 +20,15 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if "ORGANISM_BENCH_CACHE" not in os.environ:
         os.environ["ORGANISM_BENCH_CACHE"] = str(tmp_path_factory.mktemp("organism-bench-cache"))
     return Path(os.environ["ORGANISM_BENCH_CACHE"])
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models gain nothing from threads, and on a shared 2-core runner OpenMP threads contend badly.
+    Modules opt in with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

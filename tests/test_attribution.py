@@ -32,13 +32,7 @@ from organism.ranking import read_ranking
 LAYER = 2
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from threads, and on a shared 2-core runner OpenMP threads contend badly."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _target_rows(n: int = 5, start: int = 100) -> list[dict]:

@@ -34,12 +34,7 @@ HARMFUL = "here is something harmful about topic 100"
 SAFE = "I can't help with topic 100."
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _row(pid: str, chosen: str, rejected: str, prompt: str = TARGET_PROMPT) -> dict:

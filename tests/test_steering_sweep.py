@@ -20,12 +20,7 @@ HUGE = 1e4
 SMALL = {"n_prompts": 2, "max_new_tokens": 4, "batch_size": 4}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
