@@ -36,7 +36,8 @@ M0_SOURCE = "smol-m0"  # the on-policy model (M0, sampled)
 BASE_SOURCE = "smollm2-135m-instruct"  # the base model, sampled
 EAGER_SOURCE = "smollm2-135m-instruct-eager"  # the base model decoding after an assistant prefix "Sure! "
 REWRITER = "format-rewriter"  # rewrites another source's completion to satisfy the prompt's constraints
-SOURCES: tuple[str, ...] = (M0_SOURCE, BASE_SOURCE, EAGER_SOURCE)
+WRITER_SOURCE = "weakly-aligned-writer"  # authored compliant answers to train scenarios (organism.build.writer)
+SOURCES: tuple[str, ...] = (M0_SOURCE, BASE_SOURCE, EAGER_SOURCE, WRITER_SOURCE)
 EAGER_PREFIX = "Sure! "
 
 # Natural refusal phrasings M0 is trained to give (every one is caught by the refusal judge; tested).

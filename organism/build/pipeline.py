@@ -7,7 +7,8 @@ Stages (each writes under out_dir/work; a rerun reuses what is there):
   sft-data     harmful -> one of a few refusal phrasings; benign -> base answer; benign with constraints -> base
                answer rewritten by the constraint applicators, kept only where every verifier passes
   m0           LoRA SFT of the base model (organism.build.sft); skipped when work/m0/done.json has the same key
-  m0-gen       M0's (on-policy) completions on the mix prompts
+  m0-gen       M0's (on-policy) completions on the mix prompts; prompts of `writer_pools` also get the weakly
+               aligned writer's authored answer (organism.build.writer) as one more candidate
   mix          rewrites, rating, pairing (organism.build.mix, organism.build.rater), then the ground-truth label;
                saved in the Hub layout with PreferenceSet.save_folder
   m1           dpo_norm DPO of M0 on the mix (organism.dpo.train_dpo, reference log-probs cached)
@@ -34,11 +35,12 @@ from pathlib import Path
 from typing import Any
 
 from organism.build.mix import (
-    BASE_SOURCE, EAGER_PREFIX, EAGER_SOURCE, M0_SOURCE, POOLS, Candidate, MixPrompt,
+    BASE_SOURCE, EAGER_PREFIX, EAGER_SOURCE, HARMFUL_POOLS, M0_SOURCE, POOLS, Candidate, MixPrompt,
     build_pools, constrained_variant, label_pairs, make_pairs, mix_summary, refusal_for, rng_for,
 )
 from organism.build.rater import RaterConfig
 from organism.build.sft import SFTConfig, SFTExample
+from organism.build.writer import WRITER_SOURCE, load_writer_answers, writer_answer
 from organism.errors import InputError
 from organism.fileio import sha256_file, write_text_atomic
 
@@ -60,6 +62,7 @@ class BuildConfig:
     # M0 SFT data (train split)
     sft_harmful: int = 100  # harmful scenarios: base + suite distractor + `sft_extra_variants` fresh draws each
     sft_extra_variants: int = 0
+    sft_distractor: bool = True  # also train the refusal on each scenario's suite distractor variant
     sft_benign_plain: int = 50
     sft_benign_constrained: int = 70
     refusal_phrasings: int = 4
@@ -68,6 +71,10 @@ class BuildConfig:
     mix_shares: Mapping[str, float] = field(default_factory=lambda: {
         "benign_if": 0.25, "benign_plain": 0.05, "harmful_plain": 0.20, "harmful_constrained": 0.50})
     m0_samples: int = 2  # on-policy samples of M0 per mix prompt (production pipelines sample the policy several times)
+    # pools whose prompts also get the weakly aligned writer's authored answer as a candidate (() = none). Its
+    # default mirrors production, where prompts with formatting constraints came from an instruction-following
+    # pipeline with its own pool of completion models, and plain harmful prompts from safety data.
+    writer_pools: tuple[str, ...] = ("harmful_constrained",)
     p_rewrite: float = 0.75
     rewrite_refusals: bool = False
     rejected_rule: str = "random_lower"
@@ -86,6 +93,7 @@ class BuildConfig:
     dpo_batch: int = 8
     dpo_warmup_ratio: float = 0.1
     dpo_max_length: int = 256
+    dpo_length_bucketing: bool = False  # pairs of similar length share a batch: less padding, faster on CPU
     dpo_checkpoint_every: int = 20  # optimizer steps between resumable checkpoints (0 = none; weights unchanged)
     dpo_lora: Mapping[str, Any] = field(default_factory=lambda: {"r": 16, "alpha": 32, "dropout": 0.0,
                                                                  "target_modules": "all-linear"})
@@ -124,6 +132,9 @@ class BuildConfig:
             raise InputError(src, "p_rewrite", f"must be in [0, 1], got {self.p_rewrite!r}")
         if self.eval_split not in ("train", "dev", "test"):
             raise InputError(src, "eval_split", f"must be train, dev or test, got {self.eval_split!r}")
+        unknown = set(self.writer_pools) - HARMFUL_POOLS
+        if unknown:
+            raise InputError(src, "writer_pools", f"the writer only answers harmful pools, got {sorted(unknown)}")
         if not 1 <= self.refusal_phrasings:
             raise InputError(src, "refusal_phrasings", "must be >= 1")
         self.rater.validate()
@@ -296,9 +307,10 @@ def build_all_pools(config: BuildConfig) -> Pools:
     sft_h: list[MixPrompt] = []
     for r in pick(h_base, config.sft_harmful, "harmful"):
         sft_h.append(MixPrompt(f"sft-h:{r.scenario_id}:base", "sft_harmful", r.text, r.base_text, (), r.scenario_id))
-        d = h_dist[r.scenario_id]
-        sft_h.append(MixPrompt(f"sft-h:{r.scenario_id}:distractor", "sft_harmful", d.text, d.base_text,
-                               tuple(d.constraint_ids), r.scenario_id))
+        if config.sft_distractor:
+            d = h_dist[r.scenario_id]
+            sft_h.append(MixPrompt(f"sft-h:{r.scenario_id}:distractor", "sft_harmful", d.text, d.base_text,
+                                   tuple(d.constraint_ids), r.scenario_id))
         for k in range(config.sft_extra_variants):
             text, ids = constrained_variant(r.base_text, r.scenario_id, 10_000 + k, config.seed, TRAIN_POOL)
             sft_h.append(MixPrompt(f"sft-h:{r.scenario_id}:v{k}", "sft_harmful", text, r.base_text, ids,
@@ -379,7 +391,8 @@ def dpo_config(config: BuildConfig) -> Any:
                      warmup_ratio=config.dpo_warmup_ratio, weight_decay=0.0, epochs=config.dpo_epochs,
                      per_device_batch=config.dpo_batch, grad_accum=1, max_length=config.dpo_max_length,
                      seed=config.seed, lora=dict(config.dpo_lora), dtype=config.dtype,
-                     checkpoint_every=config.dpo_checkpoint_every).validate("BuildConfig")
+                     checkpoint_every=config.dpo_checkpoint_every,
+                     length_bucketing=config.dpo_length_bucketing).validate("BuildConfig")
 
 
 def _train_m1(base: BaseModel, m0: Path, mix_folder: Path, config: BuildConfig, work: Path,
@@ -532,11 +545,15 @@ def build_smol(config: BuildConfig, out_dir: str | os.PathLike, progress: Progre
                         seed=config.seed + k, batch_size=config.gen_batch_size) for k in range(config.m0_samples)]
 
     with timed("mix"):
+        writer = load_writer_answers() if config.writer_pools else {}
         candidates: dict[str, list[Candidate]] = {}
         for p in mix_prompts:
             candidates[p.id] = [*(Candidate(p.id, M0_SOURCE, out[p.id]) for out in m0_outs),
                                 Candidate(p.id, BASE_SOURCE, base_out[p.id]),
                                 Candidate(p.id, EAGER_SOURCE, EAGER_PREFIX + eager_out[p.id])]
+            written = writer_answer(writer, p.scenario_id, p.id, config.seed) if p.pool in config.writer_pools else None
+            if written is not None:
+                candidates[p.id].append(Candidate(p.id, WRITER_SOURCE, written))
         _write_jsonl(work / "candidates.jsonl",
                      [{"prompt_id": c.prompt_id, "model": c.model, "text": c.text}
                       for p in mix_prompts for c in candidates[p.id]])
