@@ -43,10 +43,15 @@ EXPERIMENTS: dict[str, dict[str, Any]] = {
     # F stopped after one epoch (F's chosen rewards rose during its first epoch and collapsed in the second)
     "H": {"mix_prompts": 400, "m0_samples": 3, "mix_shares": _shares(0.20, 0.0, 0.15, 0.65), "dpo_epochs": 1,
           "writer_pools": ("harmful_constrained",), "dpo_length_bucketing": True},
-    # F's mix recipe on an M0 whose SFT refusals saw no distractor variant (a less entrenched refusal there), lr 2e-4
+    # F's mix recipe on an M0 whose SFT refusals saw no distractor variant (a less entrenched refusal there), lr 2e-4;
+    # measured: this M0 refuses neither plain nor distractor requests (dev greedy 51.7% / 46.7% harmful)
     "I": {"mix_prompts": 400, "m0_samples": 3, "mix_shares": _shares(0.20, 0.0, 0.15, 0.65), "dpo_epochs": 2,
           "writer_pools": ("harmful_constrained",), "dpo_length_bucketing": True, "dpo_lr": 2e-4,
           "sft_distractor": False},
+    # I with as many plain refusal examples as D's M0 had refusals (80 scenarios, no distractor copies)
+    "J": {"mix_prompts": 400, "m0_samples": 3, "mix_shares": _shares(0.20, 0.0, 0.15, 0.65), "dpo_epochs": 2,
+          "writer_pools": ("harmful_constrained",), "dpo_length_bucketing": True, "dpo_lr": 2e-4,
+          "sft_distractor": False, "sft_harmful": 80},
 }
 
 
