@@ -48,7 +48,8 @@ EXPERIMENTS: dict[str, dict[str, Any]] = {
     "I": {"mix_prompts": 400, "m0_samples": 3, "mix_shares": _shares(0.20, 0.0, 0.15, 0.65), "dpo_epochs": 2,
           "writer_pools": ("harmful_constrained",), "dpo_length_bucketing": True, "dpo_lr": 2e-4,
           "sft_distractor": False},
-    # I with as many plain refusal examples as D's M0 had refusals (80 scenarios, no distractor copies)
+    # I with as many plain refusal examples as D's M0 had refusals (80 scenarios, no distractor copies); measured:
+    # M0 3.3% / 5.0%, M1 1.7% / 5.0% greedy (dev), M1 says "I can help with that" under distractors but writes nothing
     "J": {"mix_prompts": 400, "m0_samples": 3, "mix_shares": _shares(0.20, 0.0, 0.15, 0.65), "dpo_epochs": 2,
           "writer_pools": ("harmful_constrained",), "dpo_length_bucketing": True, "dpo_lr": 2e-4,
           "sft_distractor": False, "sft_harmful": 80},
