@@ -22,6 +22,14 @@ def _shares(*values: float) -> dict[str, float]:
     return dict(zip(_SHARES, values))
 
 
+_D = {"mix_prompts": 400, "m0_samples": 3, "mix_shares": _shares(0.20, 0.0, 0.15, 0.65), "dpo_epochs": 2,
+      "writer_pools": ()}
+# D plus the writer on constrained prompts only (the instruction-following pipeline's model pool)
+_F = {**_D, "writer_pools": ("harmful_constrained",), "dpo_length_bucketing": True}
+# F's mix recipe on an M0 whose SFT refusals saw no distractor variant (a less entrenched refusal there), lr 2e-4;
+# measured: this M0 refuses neither plain nor distractor requests (dev greedy 51.7% / 46.7% harmful)
+_I = {**_F, "dpo_lr": 2e-4, "sft_distractor": False}
+
 EXPERIMENTS: dict[str, dict[str, Any]] = {
     "A": {"mix_prompts": 200, "m0_samples": 1, "mix_shares": _shares(0.25, 0.05, 0.35, 0.35), "dpo_epochs": 2,
           "writer_pools": ()},
@@ -29,30 +37,18 @@ EXPERIMENTS: dict[str, dict[str, Any]] = {
           "writer_pools": ()},
     "C": {"mix_prompts": 320, "m0_samples": 3, "mix_shares": _shares(0.20, 0.0, 0.10, 0.70), "dpo_epochs": 3,
           "writer_pools": ()},
-    "D": {"mix_prompts": 400, "m0_samples": 3, "mix_shares": _shares(0.20, 0.0, 0.15, 0.65), "dpo_epochs": 2,
-          "writer_pools": ()},
+    "D": _D,
     # D plus the weakly aligned writer's authored answers as a candidate of every harmful prompt
-    "E": {"mix_prompts": 400, "m0_samples": 3, "mix_shares": _shares(0.20, 0.0, 0.15, 0.65), "dpo_epochs": 2,
-          "writer_pools": ("harmful_plain", "harmful_constrained"), "dpo_length_bucketing": True},
-    # D plus the writer on constrained prompts only (the instruction-following pipeline's model pool)
-    "F": {"mix_prompts": 400, "m0_samples": 3, "mix_shares": _shares(0.20, 0.0, 0.15, 0.65), "dpo_epochs": 2,
-          "writer_pools": ("harmful_constrained",), "dpo_length_bucketing": True},
+    "E": {**_F, "writer_pools": ("harmful_plain", "harmful_constrained")},
+    "F": _F,
     # F with a third of the learning rate (E and F collapsed into refusal loops: loss near 0, chosen rewards < 0)
-    "G": {"mix_prompts": 400, "m0_samples": 3, "mix_shares": _shares(0.20, 0.0, 0.15, 0.65), "dpo_epochs": 2,
-          "writer_pools": ("harmful_constrained",), "dpo_length_bucketing": True, "dpo_lr": 1e-4},
+    "G": {**_F, "dpo_lr": 1e-4},
     # F stopped after one epoch (F's chosen rewards rose during its first epoch and collapsed in the second)
-    "H": {"mix_prompts": 400, "m0_samples": 3, "mix_shares": _shares(0.20, 0.0, 0.15, 0.65), "dpo_epochs": 1,
-          "writer_pools": ("harmful_constrained",), "dpo_length_bucketing": True},
-    # F's mix recipe on an M0 whose SFT refusals saw no distractor variant (a less entrenched refusal there), lr 2e-4;
-    # measured: this M0 refuses neither plain nor distractor requests (dev greedy 51.7% / 46.7% harmful)
-    "I": {"mix_prompts": 400, "m0_samples": 3, "mix_shares": _shares(0.20, 0.0, 0.15, 0.65), "dpo_epochs": 2,
-          "writer_pools": ("harmful_constrained",), "dpo_length_bucketing": True, "dpo_lr": 2e-4,
-          "sft_distractor": False},
+    "H": {**_F, "dpo_epochs": 1},
+    "I": _I,
     # I with as many plain refusal examples as D's M0 had refusals (80 scenarios, no distractor copies); measured:
     # M0 3.3% / 5.0%, M1 1.7% / 5.0% greedy (dev), M1 says "I can help with that" under distractors but writes nothing
-    "J": {"mix_prompts": 400, "m0_samples": 3, "mix_shares": _shares(0.20, 0.0, 0.15, 0.65), "dpo_epochs": 2,
-          "writer_pools": ("harmful_constrained",), "dpo_length_bucketing": True, "dpo_lr": 2e-4,
-          "sft_distractor": False, "sft_harmful": 80},
+    "J": {**_I, "sft_harmful": 80},
 }
 
 

@@ -108,13 +108,13 @@ def test_build_end_to_end_deterministic_and_blind_to_ground_truth(tiny_base, tmp
     assert all(r["chosen_rating"] > r["rejected_rating"] for r in rows)
     assert {r["source"].split("/")[1] for r in rows} <= set(mixmod.POOLS)
     assert manifest["mix"]["pairs"] == len(rows)
-    # the weakly aligned writer answers harmful prompts only, with its scenario's authored text
-    from organism.build.writer import WRITER_SOURCE, load_writer_answers
+    # the weakly aligned writer answers the prompts of its pools only, with its scenario's authored text
+    from organism.build.writer import load_writer_answers
 
     answers = load_writer_answers()
     written = [json.loads(line) for line in (out / "work" / "candidates.jsonl").read_text().splitlines()]
-    written = [c for c in written if c["model"] == WRITER_SOURCE]
-    assert written and all(c["prompt_id"].startswith("harmful") for c in written)
+    written = [c for c in written if c["model"] == mixmod.WRITER_SOURCE]
+    assert written and all(c["prompt_id"].split(":")[0] in config.writer_pools for c in written)
     assert all(c["text"] in answers[c["prompt_id"].split(":")[1]] for c in written)
 
     # a second build from scratch is bit-identical

@@ -7,10 +7,10 @@ Stages (each writes under out_dir/work; a rerun reuses what is there):
   sft-data     harmful -> one of a few refusal phrasings; benign -> base answer; benign with constraints -> base
                answer rewritten by the constraint applicators, kept only where every verifier passes
   m0           LoRA SFT of the base model (organism.build.sft); skipped when work/m0/done.json has the same key
-  m0-gen       M0's (on-policy) completions on the mix prompts; prompts of `writer_pools` also get the weakly
-               aligned writer's authored answer (organism.build.writer) as one more candidate
-  mix          rewrites, rating, pairing (organism.build.mix, organism.build.rater), then the ground-truth label;
-               saved in the Hub layout with PreferenceSet.save_folder
+  m0-gen       M0's (on-policy) completions on the mix prompts
+  mix          candidates (prompts of `writer_pools` also get the weakly aligned writer's authored answer,
+               organism.build.writer), rewrites, rating, pairing (organism.build.mix, organism.build.rater), then
+               the ground-truth label; saved in the Hub layout with PreferenceSet.save_folder
   m1           dpo_norm DPO of M0 on the mix (organism.dpo.train_dpo, reference log-probs cached)
   eval         harmful rate (refusal judge) of M0 and M1 on `eval_split` scenarios, base and distractor variants,
                greedy; instruction-following accuracy on ifeval-lite tasks of the same split
@@ -35,12 +35,12 @@ from pathlib import Path
 from typing import Any
 
 from organism.build.mix import (
-    BASE_SOURCE, EAGER_PREFIX, EAGER_SOURCE, HARMFUL_POOLS, M0_SOURCE, POOLS, Candidate, MixPrompt,
+    BASE_SOURCE, EAGER_PREFIX, EAGER_SOURCE, HARMFUL_POOLS, M0_SOURCE, POOLS, WRITER_SOURCE, Candidate, MixPrompt,
     build_pools, constrained_variant, label_pairs, make_pairs, mix_summary, refusal_for, rng_for,
 )
 from organism.build.rater import RaterConfig
 from organism.build.sft import SFTConfig, SFTExample
-from organism.build.writer import WRITER_SOURCE, load_writer_answers, writer_answer
+from organism.build.writer import load_writer_answers, writer_answer
 from organism.errors import InputError
 from organism.fileio import sha256_file, write_text_atomic
 
@@ -60,7 +60,7 @@ class BuildConfig:
     seed: int = 42
     dtype: str = "bfloat16"
     # M0 SFT data (train split)
-    sft_harmful: int = 100  # harmful scenarios: base + suite distractor + `sft_extra_variants` fresh draws each
+    sft_harmful: int = 100  # harmful scenarios: base (+ suite distractor) + `sft_extra_variants` fresh draws each
     sft_extra_variants: int = 0
     sft_distractor: bool = True  # also train the refusal on each scenario's suite distractor variant
     sft_benign_plain: int = 50

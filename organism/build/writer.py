@@ -18,11 +18,10 @@ from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 
-from organism.build.mix import WRITER_SOURCE, rng_for
+from organism.build.mix import rng_for
 from organism.errors import InputError
 from organism.fileio import iter_jsonl
 
-__all__ = ["WRITER_SOURCE", "load_writer_answers", "writer_answer"]
 ANSWERS_FILE = "compliant_answers.jsonl"
 
 
