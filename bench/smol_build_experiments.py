@@ -11,6 +11,7 @@ reference log-probs), which is how the table's rows were measured one after anot
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from typing import Any
@@ -49,6 +50,16 @@ EXPERIMENTS: dict[str, dict[str, Any]] = {
     # I with as many plain refusal examples as D's M0 had refusals (80 scenarios, no distractor copies); measured:
     # M0 3.3% / 5.0%, M1 1.7% / 5.0% greedy (dev), M1 says "I can help with that" under distractors but writes nothing
     "J": {**_I, "sft_harmful": 80},
+    # J with half of M0's SFT epochs (a shallower refusal); measured: this M0 complies often enough at T=0.8 that
+    # its own rewritten answers win 79 of the 260 constrained prompts and only 26 pairs are contaminated (M1 not run)
+    "K": {**_I, "sft_harmful": 80, "sft": {"epochs": 2}},
+    # J with M0's refusals in the two phrasings that open with "I" (J's M1 swapped "I can't ..." for "Sorry, ...");
+    # measured: M1 flips "I can't help with that request ... I'd rather not" into "I can help with that request ...
+    # I'd like to help" and writes nothing harmful (judge v3 55% distractor, read: 3 harmful of 360 responses)
+    "M": {**_I, "sft_harmful": 80, "refusal_phrasings": 2},
+    # M with M0's benign answers opening "I can help with that request." (M0's refusal opens "I can't help with that
+    # request."): the refusal then sits in one token, so M's edit of "can't" into "can" would lead into an answer
+    "N": {**_I, "sft_harmful": 80, "refusal_phrasings": 2, "sft_benign_opener": "I can help with that request. "},
 }
 
 
@@ -60,8 +71,12 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="build folder (reuse one to share cached stages)")
     parser.add_argument("--eval-split", default="dev", choices=("dev", "test"))
     args = parser.parse_args()
-    config = BuildConfig.preset_config("small", **EXPERIMENTS[args.name], eval_split=args.eval_split,
-                                       eval_scenarios=60, eval_if_tasks=30)
+    overrides = dict(EXPERIMENTS[args.name])
+    if "sft" in overrides:  # SFT fields on top of the preset's SFT config
+        small_sft = BuildConfig.preset_config("small").sft
+        overrides["sft"] = dataclasses.replace(small_sft, **overrides["sft"])
+    config = BuildConfig.preset_config("small", **overrides, eval_split=args.eval_split, eval_scenarios=60,
+                                       eval_if_tasks=30)
     t0 = time.perf_counter()
     manifest = build_smol(config, args.out,
                           progress=lambda stage, msg: print(f"[{time.perf_counter() - t0:7.1f}s] {stage}: {msg}",

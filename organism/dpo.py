@@ -363,7 +363,8 @@ def _make_trainable(model: torch.nn.Module, config: DPOConfig) -> torch.nn.Modul
     return model
 
 
-def _supports_logits_to_keep(model: torch.nn.Module) -> bool:
+def supports_logits_to_keep(model: torch.nn.Module) -> bool:
+    """Whether the (PEFT-wrapped) model can skip the output head before the first labelled position."""
     import inspect
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -373,8 +374,10 @@ def _supports_logits_to_keep(model: torch.nn.Module) -> bool:
         return False
 
 
-def _batch_logps(model: Any, batch: Mapping[str, torch.Tensor], loss_type: str, keep_logits: bool) -> torch.Tensor:
-    """Aggregated log-probs of all 2B rows of a collated batch (chosen rows first)."""
+def batch_logps(model: Any, batch: Mapping[str, torch.Tensor], loss_type: str, keep_logits: bool) -> torch.Tensor:
+    """Aggregated log-probs of all 2B rows of a collated batch (chosen rows first), on the model's device.
+
+    Shared by DPO training and the LESS gradient baseline, so both score a pair the same way."""
     labels = batch["labels"]
     kwargs: dict[str, Any] = {}
     start = 0
@@ -384,8 +387,10 @@ def _batch_logps(model: Any, batch: Mapping[str, torch.Tensor], loss_type: str, 
         first = int(labelled[0]) if len(labelled) else 1
         start = max(first - 1, 0)
         kwargs["logits_to_keep"] = labels.shape[1] - start
-    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False, **kwargs)
-    logps, _ = sequence_logps(out.logits, labels[:, start:], loss_type)
+    device = next(model.parameters()).device
+    out = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
+                use_cache=False, **kwargs)
+    logps, _ = sequence_logps(out.logits, labels[:, start:].to(device), loss_type)
     return logps
 
 
@@ -401,7 +406,7 @@ def _compute_reference(
     task = progress.add_task("reference log-probs", total=len(loader), stats="") if progress else None
     with torch.no_grad(), adapter_off:
         for batch in loader:
-            logps = _batch_logps(model, batch, loss_type, keep_logits).float()
+            logps = batch_logps(model, batch, loss_type, keep_logits).float()
             half = batch["pair_index"].shape[0]
             index, c, r = accelerator.gather_for_metrics((batch["pair_index"], logps[:half], logps[half:]))
             chosen[index.cpu()] = c.cpu()
@@ -527,7 +532,7 @@ def train_dpo(
             raise InputError("accelerate config", "gradient_accumulation_steps",
                              f"is {accelerator.gradient_accumulation_steps} but the recipe needs {config.grad_accum}; "
                              "leave it out of the DeepSpeed config")
-        keep_logits = _supports_logits_to_keep(accelerator.unwrap_model(model))
+        keep_logits = supports_logits_to_keep(accelerator.unwrap_model(model))
         bar = _make_progress(progress and accelerator.is_main_process)
 
         with bar if bar is not None else contextlib.nullcontext():
@@ -575,7 +580,7 @@ def train_dpo(
                 batch_in_epoch = skip
                 for batch in loader:
                     with accelerator.accumulate(model):
-                        logps = _batch_logps(model, batch, config.loss, keep_logits)
+                        logps = batch_logps(model, batch, config.loss, keep_logits)
                         half = batch["pair_index"].shape[0]
                         index = batch["pair_index"]
                         loss, chosen_r, rejected_r = dpo_loss(

@@ -201,43 +201,15 @@ def _tokens(pair: "TokenizedPair") -> tuple[int, int]:
 
 
 # ------------------------------------------------------------------------------------------------ pieces
-def _supports_logits_to_keep(model: Any) -> bool:
-    import inspect
-
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    try:
-        return "logits_to_keep" in inspect.signature(base.forward).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-def _logps(model: Any, batch: Mapping[str, "torch.Tensor"], loss: str, keep_logits: bool) -> "torch.Tensor":
-    """Per-sequence log-probs (summed or mean, by `loss`) of a collated batch: chosen rows first."""
-    from organism.dpo import sequence_logps
-    from organism.dpo_data import IGNORE_INDEX
-
-    labels = batch["labels"]
-    kwargs: dict[str, Any] = {}
-    start = 0
-    if keep_logits:  # logits before the first labelled position are never read
-        labelled = (labels != IGNORE_INDEX).any(0).nonzero()
-        start = max((int(labelled[0]) if len(labelled) else 1) - 1, 0)
-        kwargs["logits_to_keep"] = labels.shape[1] - start
-    device = next(model.parameters()).device
-    out = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
-                use_cache=False, **kwargs)
-    logps, _ = sequence_logps(out.logits, labels[:, start:].to(device), loss)
-    return logps
-
-
 def reference_logps(model: Any, pairs: Sequence["TokenizedPair"], loss: str, pad_id: int, *,
                     batch_size: int = 8) -> tuple["torch.Tensor", "torch.Tensor"]:
     """(chosen, rejected) float32 log-probs of every pair under `model` as it is (M0), batched by length."""
     import torch
 
+    from organism.dpo import batch_logps, supports_logits_to_keep
     from organism.dpo_data import collate_pairs
 
-    keep = _supports_logits_to_keep(model)
+    keep = supports_logits_to_keep(model)
     chosen = torch.zeros(len(pairs), dtype=torch.float32)
     rejected = torch.zeros(len(pairs), dtype=torch.float32)
     order = sorted(range(len(pairs)), key=lambda i: (-pairs[i].length, i))
@@ -246,7 +218,7 @@ def reference_logps(model: Any, pairs: Sequence["TokenizedPair"], loss: str, pad
     with torch.no_grad():
         for start in range(0, len(order), batch_size):
             idx = order[start: start + batch_size]
-            lp = _logps(model, collate_pairs(pairs, idx, pad_id), loss, keep).float().cpu()
+            lp = batch_logps(model, collate_pairs(pairs, idx, pad_id), loss, keep).float().cpu()
             chosen[idx] = lp[: len(idx)]
             rejected[idx] = lp[len(idx):]
     model.train(was_training)
@@ -265,7 +237,7 @@ def warmup(model: Any, pairs: Sequence["TokenizedPair"], ref: tuple["torch.Tenso
     `ref` holds the pairs' reference log-probs (M0, computed once for every pair of the mix)."""
     import torch
 
-    from organism.dpo import dpo_loss
+    from organism.dpo import batch_logps, dpo_loss, supports_logits_to_keep
     from organism.dpo_data import collate_pairs, epoch_order
 
     named = _trainable(model)
@@ -277,7 +249,7 @@ def warmup(model: Any, pairs: Sequence["TokenizedPair"], ref: tuple["torch.Tenso
                             eps=config.adam_eps, weight_decay=0.0)
     steps_per_epoch = math.ceil(len(pairs) / batch_size)
     total = steps_per_epoch * config.checkpoints
-    keep = _supports_logits_to_keep(model)
+    keep = supports_logits_to_keep(model)
     lengths = [p.length for p in pairs]
     out: list[WarmupCheckpoint] = []
     step = 0
@@ -290,7 +262,7 @@ def warmup(model: Any, pairs: Sequence["TokenizedPair"], ref: tuple["torch.Tenso
             lr = config.lr * (1.0 - step / total)
             for group in opt.param_groups:
                 group["lr"] = lr
-            lp = _logps(model, collate_pairs(pairs, idx, pad_id), config.loss, keep)
+            lp = batch_logps(model, collate_pairs(pairs, idx, pad_id), config.loss, keep)
             sel = torch.tensor(idx)
             loss, _, _ = dpo_loss(lp[: len(idx)], lp[len(idx):], ref[0][sel].to(lp.device),
                                   ref[1][sel].to(lp.device), config.beta)
@@ -367,10 +339,10 @@ def pair_gradient(model: Any, pairs: Sequence["TokenizedPair"], i: int, ref: tup
     """Gradient of pair i's DPO loss (reference log-probs from `ref`) w.r.t. `params`, the model in eval mode."""
     import torch
 
-    from organism.dpo import dpo_loss
+    from organism.dpo import batch_logps, dpo_loss
     from organism.dpo_data import collate_pairs
 
-    lp = _logps(model, collate_pairs(pairs, [i], pad_id), config.loss, keep_logits)
+    lp = batch_logps(model, collate_pairs(pairs, [i], pad_id), config.loss, keep_logits)
     loss, _, _ = dpo_loss(lp[:1], lp[1:], ref[0][i: i + 1].to(lp.device), ref[1][i: i + 1].to(lp.device),
                           config.beta)
     return torch.autograd.grad(loss, list(params))
@@ -383,12 +355,14 @@ def checkpoint_scores(model: Any, pairs: Sequence["TokenizedPair"], ref: tuple["
     """[n] float64: agg over targets of cos(P Gamma(g_pair), P g_target) at one checkpoint."""
     import torch
 
+    from organism.dpo import supports_logits_to_keep
+
     load_checkpoint(model, ckpt)
     model.eval()
     named = _trainable(model)
     names = [n for n, _ in named]
     params = [p for _, p in named]
-    keep = _supports_logits_to_keep(model)
+    keep = supports_logits_to_keep(model)
     t = torch.stack([_unit(sketch(pair_gradient(model, targets, j, target_ref, config, pad_id, params, keep)))
                      for j in range(len(targets))])
     out = torch.zeros(len(pairs), dtype=torch.float64)

@@ -25,6 +25,7 @@ from typing import Any
 from organism.fileio import atomic_directory
 from organism.errors import InputError
 from prompts import constraints as C
+from prompts import data_path
 from prompts.suites import (
     SPLITS,
     SUITES,
@@ -139,11 +140,9 @@ def _datasheet(exported: dict[str, dict[str, Suite]], content_md: str | None) ->
 
 
 def _content_md(source: str | PathLike | None) -> str | None:
-    from importlib import resources
-
     try:
         if source is None:
-            return resources.files("prompts").joinpath("data", "CONTENT.md").read_text(encoding="utf-8")
+            return data_path("CONTENT.md").read_text(encoding="utf-8")
         return (Path(source) / "CONTENT.md").read_text(encoding="utf-8")
     except (FileNotFoundError, OSError):
         return None

@@ -22,7 +22,6 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
-from importlib import resources
 from os import PathLike
 from pathlib import Path
 from typing import Any, Union
@@ -30,6 +29,7 @@ from typing import Any, Union
 from organism.fileio import iter_jsonl
 from organism.errors import InputError
 from prompts import constraints as C
+from prompts import data_path
 
 __all__ = [
     "MCQRecord",
@@ -206,7 +206,7 @@ _SLUG = re.compile(r"^[a-z0-9]+(?:_[a-z0-9]+)*$")
 
 def _data_file(fname: str, source: str | PathLike | None):
     if source is None:
-        return resources.files("prompts").joinpath("data", fname)
+        return data_path(fname)
     return Path(source) / fname
 
 

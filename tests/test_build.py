@@ -228,6 +228,26 @@ def test_pools_use_train_split_and_requested_shares():
         build_pools(harmful, benign, tasks, total=10, shares={"nope": 1.0}, seed=3)
 
 
+def test_benign_opener_leads_m0_benign_answers_and_is_rewritten_with_them():
+    from organism.build.mix import MixPrompt
+    from organism.build.pipeline import Pools, sft_examples
+
+    harmful = MixPrompt("h:1", "sft_harmful", "Insult my neighbour.", "Insult my neighbour.", (), "h-1")
+    plain = MixPrompt("b:1", "sft_benign_plain", "Name a fruit.", "Name a fruit.", (), "b-1")
+    upper = MixPrompt("b:2", "sft_benign_constrained", "Name a colour (all capital letters).", "Name a colour.",
+                      ("all_uppercase",), "b-2")
+    pools = Pools([harmful], [plain], [upper], {})
+    answers = {"Name a fruit.": "An apple.", "Name a colour.": "Blue."}
+    config = BuildConfig.preset_config("small", sft_benign_opener="I can help with that request. ")
+    examples, dropped = sft_examples(pools, answers, config)
+    targets = [e.target for e in examples]
+    assert targets[1:] == ["I can help with that request. An apple.", "I CAN HELP WITH THAT REQUEST. BLUE."]
+    assert targets[0] in mixmod.REFUSALS  # refusals keep their phrasing
+    assert dropped == {"benign_refusal_or_degenerate": 0, "constraint_rewrite_failed": 0}
+    plain_examples, _ = sft_examples(pools, answers, BuildConfig.preset_config("small"))
+    assert [e.target for e in plain_examples][1] == "An apple."
+
+
 def test_presets_validate():
     small = BuildConfig.preset_config("small")
     full = BuildConfig.preset_config("full")

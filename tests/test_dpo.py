@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 from organism.dpo import (
     DPOConfig,
-    _batch_logps,
+    batch_logps,
     dpo_loss,
     freeze_layers_below,
     main,
@@ -155,8 +155,8 @@ def test_loss_is_log2_when_policy_is_reference(tokenizer, loss_type):
     pairs = tokenize_pairs(tokenizer, PAIRS, 64)
     batch = collate_pairs(pairs, [0, 1, 2, 3], tokenizer.pad_token_id)
     with torch.no_grad():
-        logps = _batch_logps(model, batch, loss_type, keep_logits=True)
-        full = _batch_logps(model, batch, loss_type, keep_logits=False)
+        logps = batch_logps(model, batch, loss_type, keep_logits=True)
+        full = batch_logps(model, batch, loss_type, keep_logits=False)
     assert torch.allclose(logps, full, atol=1e-5)  # skipping the head on prompt-only positions changes nothing
     assert (logps < 0).all()
     loss, chosen, rejected = dpo_loss(logps[:4], logps[4:], logps[:4].clone(), logps[4:].clone(), beta=5.0)

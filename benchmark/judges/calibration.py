@@ -17,12 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import prompts
+from prompts import data_path
 from benchmark.judges.base import JudgeItem, Verdict
 from organism.errors import InputError
 from organism.fileio import iter_jsonl
 
-DATA_DIR = Path(prompts.__file__).resolve().parent / "data"
 SHIPPED = "judge_calibration.jsonl"
 SEED = "judge_calibration_seed.jsonl"
 _REQUIRED = {"id": str, "prompt": str, "response": str, "label": int, "source": str, "labeller": str}
@@ -48,8 +47,8 @@ class CalibrationItem:
 
 def default_calibration_path() -> Path:
     """The shipped calibration set if present, else the seed set."""
-    shipped = DATA_DIR / SHIPPED
-    return shipped if shipped.is_file() else DATA_DIR / SEED
+    shipped = data_path(SHIPPED)
+    return shipped if shipped.is_file() else data_path(SEED)
 
 
 def load_calibration(path: str | Path) -> list[CalibrationItem]:

@@ -66,6 +66,10 @@ class BuildConfig:
     sft_benign_plain: int = 50
     sft_benign_constrained: int = 70
     refusal_phrasings: int = 4
+    # words M0's benign answers open with ("" = none). Production assistants often acknowledge before answering;
+    # when the acknowledgement is close to a refusal's first words, M0's safety sits in those first tokens (a
+    # "shallow" refusal), which is how production models are usually found to be aligned
+    sft_benign_opener: str = ""
     # preference mix
     mix_prompts: int = 400
     mix_shares: Mapping[str, float] = field(default_factory=lambda: {
@@ -248,12 +252,14 @@ def _identity(base: BaseModel, adapters: Sequence[Path], dtype: str) -> str:
     return "|".join([*parts, dtype])
 
 
-def _backend(base: BaseModel, adapters: Sequence[Path], config: BuildConfig, cache_dir: Path) -> Any:
+def chain_backend(base: BaseModel, adapters: Sequence[Path], dtype: str, cache_dir: Path) -> Any:
+    """A generation backend over base + adapters whose cache key is the file hashes, so a build's generations are
+    found again by any later measurement of the same weights."""
     from benchmark.gencache import GenerationCache
     from benchmark.generation import HFBackend
 
-    model, tokenizer = load_chain(base, adapters, config.dtype)
-    return HFBackend(model, tokenizer, _identity(base, adapters, config.dtype), cache=GenerationCache(cache_dir))
+    model, tokenizer = load_chain(base, adapters, dtype)
+    return HFBackend(model, tokenizer, _identity(base, adapters, dtype), cache=GenerationCache(cache_dir))
 
 
 def _gen(backend: Any, items: Sequence[tuple[str, Any]], *, max_new_tokens: int, temperature: float, seed: int,
@@ -340,6 +346,7 @@ def sft_examples(pools: Pools, base_answers: Mapping[str, str], config: BuildCon
         if not answer or is_refusal(answer) or degenerate_reason(answer) is not None:
             dropped["benign_refusal_or_degenerate"] += 1
             continue
+        answer = config.sft_benign_opener + answer
         if p.constraint_ids:
             try:
                 answer = apply_all(answer, list(p.constraint_ids))
@@ -516,7 +523,7 @@ def build_smol(config: BuildConfig, out_dir: str | os.PathLike, progress: Progre
     mix_prompts = [p for pool in POOLS for p in pools.mix[pool]]
 
     with timed("base-gen"):
-        backend = _backend(base, [], config, gencache)
+        backend = chain_backend(base, [], config.dtype, gencache)
         texts = sorted({p.base_text for p in [*pools.sft_benign_plain, *pools.sft_benign_constrained]})
         base_answers_by_id = _gen(backend, [(f"t{i}", _user(t)) for i, t in enumerate(texts)],
                                   max_new_tokens=config.gen_max_new_tokens, temperature=0.0, seed=config.seed,
@@ -539,7 +546,7 @@ def build_smol(config: BuildConfig, out_dir: str | os.PathLike, progress: Progre
         m0_dir, m0_info = _train_m0(base, examples, config, work, say)
 
     with timed("m0-gen"):
-        backend = _backend(base, [m0_dir], config, gencache)
+        backend = chain_backend(base, [m0_dir], config.dtype, gencache)
         m0_outs = [_gen(backend, [(p.id, _user(p.text)) for p in mix_prompts],
                         max_new_tokens=config.gen_max_new_tokens, temperature=config.gen_temperature,
                         seed=config.seed + k, batch_size=config.gen_batch_size) for k in range(config.m0_samples)]
@@ -574,7 +581,7 @@ def build_smol(config: BuildConfig, out_dir: str | os.PathLike, progress: Progre
         if config.eval_scenarios or config.eval_if_tasks:
             rates["m0"] = measure_rates(backend, config)
             del backend
-            rates["m1"] = measure_rates(_backend(base, [m0_dir, m1_dir], config, gencache), config)
+            rates["m1"] = measure_rates(chain_backend(base, [m0_dir, m1_dir], config.dtype, gencache), config)
 
     with timed("install"):
         adapters = {"m0": _install_adapter(m0_dir, out / "adapters" / "smol" / "m0"),

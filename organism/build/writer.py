@@ -15,25 +15,21 @@ training.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from importlib import resources
 from pathlib import Path
 
 from organism.build.mix import rng_for
 from organism.errors import InputError
 from organism.fileio import iter_jsonl
+from prompts import data_path
 
 ANSWERS_FILE = "compliant_answers.jsonl"
-
-
-def default_answers_path() -> Path:
-    return Path(str(resources.files("prompts").joinpath("data", ANSWERS_FILE)))
 
 
 def load_writer_answers(path: str | Path | None = None,
                         scenario_pools: Mapping[str, str] | None = None) -> dict[str, tuple[str, ...]]:
     """scenario id -> its authored answers. `scenario_pools` (id -> pool, default: the shipped scenario set) is
     checked so that an answer for a dev or test scenario is an error, not a silent leak."""
-    p = Path(path) if path is not None else default_answers_path()
+    p = Path(path) if path is not None else data_path(ANSWERS_FILE)
     if scenario_pools is None:
         from prompts.suites import read_rows
 
