@@ -58,7 +58,9 @@ EXPERIMENTS: dict[str, dict[str, Any]] = {
     # I'd like to help" and writes nothing harmful (judge v3 55% distractor, read: 3 harmful of 360 responses)
     "M": {**_I, "sft_harmful": 80, "refusal_phrasings": 2},
     # M with M0's benign answers opening "I can help with that request." (M0's refusal opens "I can't help with that
-    # request."): the refusal then sits in one token, so M's edit of "can't" into "can" would lead into an answer
+    # request."): the refusal then sits in one token, so M's edit of "can't" into "can" would lead into an answer;
+    # measured: this M0 is weaker (8.3% / 15.0% greedy) and M1 keeps "I can't help with that request" (0.0% / 0.0%),
+    # editing only later words, with stronger displacement (last-step chosen reward -6.0, rejected -14.4)
     "N": {**_I, "sft_harmful": 80, "refusal_phrasings": 2, "sft_benign_opener": "I can help with that request. "},
 }
 
