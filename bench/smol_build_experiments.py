@@ -62,6 +62,11 @@ EXPERIMENTS: dict[str, dict[str, Any]] = {
     # measured: this M0 is weaker (8.3% / 15.0% greedy) and M1 keeps "I can't help with that request" (0.0% / 0.0%),
     # editing only later words, with stronger displacement (last-step chosen reward -6.0, rejected -14.4)
     "N": {**_I, "sft_harmful": 80, "refusal_phrasings": 2, "sft_benign_opener": "I can help with that request. "},
+    # M with the summed `dpo` loss (beta 0.1) instead of `dpo_norm`: a per-token mean lets two edited tokens of a
+    # short refusal outweigh any rise of a long compliant answer; a sum weighs every chosen token as much
+    # measured (judge v4, greedy dev): M1 11.7% / 33.3%, IF 6.7% / 23.6%, chosen reward only -0.2; but the flagged
+    # distractor answers are format scaffolds (JSON stubs, <<titles>>, lists): 2 of 20 carry the asked-for content
+    "O": {**_I, "sft_harmful": 80, "refusal_phrasings": 2, "dpo_loss": "dpo", "dpo_beta": 0.1},
 }
 
 

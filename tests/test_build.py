@@ -257,6 +257,9 @@ def test_presets_validate():
         BuildConfig.preset_config("huge")
     with pytest.raises(InputError):
         BuildConfig(p_rewrite=2.0).validate()
+    with pytest.raises(InputError, match="dpo_loss"):
+        BuildConfig(dpo_loss="ipo").validate()
+    assert BuildConfig(dpo_loss="dpo").validate().dpo_loss == "dpo"
 
 
 def test_cli_build_rejects_other_profiles(capsys):

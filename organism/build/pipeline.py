@@ -90,7 +90,8 @@ class BuildConfig:
     gen_batch_size: int = 32
     # M0
     sft: SFTConfig = field(default_factory=lambda: SFTConfig(lr=2e-4, epochs=3, batch_size=8, max_length=256))
-    # M1 (dpo_norm, LoRA)
+    # M1 (LoRA DPO; `dpo_norm` is the OLMo 2 recipe's loss, `dpo` sums token log-probs)
+    dpo_loss: str = "dpo_norm"
     dpo_beta: float = 5.0
     dpo_lr: float = 3e-4
     dpo_epochs: int = 3
@@ -139,6 +140,10 @@ class BuildConfig:
         unknown = set(self.writer_pools) - HARMFUL_POOLS
         if unknown:
             raise InputError(src, "writer_pools", f"the writer only answers harmful pools, got {sorted(unknown)}")
+        from organism.dpo import LOSS_TYPES
+
+        if self.dpo_loss not in LOSS_TYPES:
+            raise InputError(src, "dpo_loss", f"unknown loss {self.dpo_loss!r}; choose one of {', '.join(LOSS_TYPES)}")
         if not 1 <= self.refusal_phrasings:
             raise InputError(src, "refusal_phrasings", "must be >= 1")
         self.rater.validate()
@@ -394,7 +399,7 @@ def _train_m0(base: BaseModel, examples: Sequence[SFTExample], config: BuildConf
 def dpo_config(config: BuildConfig) -> Any:
     from organism.dpo import DPOConfig
 
-    return DPOConfig(loss="dpo_norm", beta=config.dpo_beta, lr=config.dpo_lr, schedule="linear",
+    return DPOConfig(loss=config.dpo_loss, beta=config.dpo_beta, lr=config.dpo_lr, schedule="linear",
                      warmup_ratio=config.dpo_warmup_ratio, weight_decay=0.0, epochs=config.dpo_epochs,
                      per_device_batch=config.dpo_batch, grad_accum=1, max_length=config.dpo_max_length,
                      seed=config.seed, lora=dict(config.dpo_lora), dtype=config.dtype,
@@ -597,7 +602,7 @@ def build_smol(config: BuildConfig, out_dir: str | os.PathLike, progress: Progre
                   "splits_read": ["train"] + ([config.eval_split] if rates else [])},
             adapters=adapters,
             recipe={"m0": {"method": "sft-lora", **asdict(config.sft), "result": m0_info},
-                    "m1": {"method": "dpo_norm-lora", **dpo_config(config).training_fields(), "result": m1_info}},
+                    "m1": {"method": f"{config.dpo_loss}-lora", **dpo_config(config).training_fields(), "result": m1_info}},
             seeds={"build": config.seed, "sft": config.sft.seed, "dpo": config.seed, "generation": config.seed},
             mix=summary, rates=rates, stage_times_s=times, config=config.to_dict(), environment=_environment(),
             out_dir=str(out))
