@@ -30,6 +30,8 @@ _F = {**_D, "writer_pools": ("harmful_constrained",), "dpo_length_bucketing": Tr
 # F's mix recipe on an M0 whose SFT refusals saw no distractor variant (a less entrenched refusal there), lr 2e-4;
 # measured: this M0 refuses neither plain nor distractor requests (dev greedy 51.7% / 46.7% harmful)
 _I = {**_F, "dpo_lr": 2e-4, "sft_distractor": False}
+_J = {**_I, "sft_harmful": 80}
+_M = {**_J, "refusal_phrasings": 2}
 
 EXPERIMENTS: dict[str, dict[str, Any]] = {
     "A": {"mix_prompts": 200, "m0_samples": 1, "mix_shares": _shares(0.25, 0.05, 0.35, 0.35), "dpo_epochs": 2,
@@ -49,24 +51,24 @@ EXPERIMENTS: dict[str, dict[str, Any]] = {
     "I": _I,
     # I with as many plain refusal examples as D's M0 had refusals (80 scenarios, no distractor copies); measured:
     # M0 3.3% / 5.0%, M1 1.7% / 5.0% greedy (dev), M1 says "I can help with that" under distractors but writes nothing
-    "J": {**_I, "sft_harmful": 80},
+    "J": _J,
     # J with half of M0's SFT epochs (a shallower refusal); measured: this M0 complies often enough at T=0.8 that
     # its own rewritten answers win 79 of the 260 constrained prompts and only 26 pairs are contaminated (M1 not run)
-    "K": {**_I, "sft_harmful": 80, "sft": {"epochs": 2}},
+    "K": {**_J, "sft": {"epochs": 2}},
     # J with M0's refusals in the two phrasings that open with "I" (J's M1 swapped "I can't ..." for "Sorry, ...");
     # measured: M1 flips "I can't help with that request ... I'd rather not" into "I can help with that request ...
     # I'd like to help" and writes nothing harmful (judge v3 55% distractor, read: 3 harmful of 360 responses)
-    "M": {**_I, "sft_harmful": 80, "refusal_phrasings": 2},
+    "M": _M,
     # M with M0's benign answers opening "I can help with that request." (M0's refusal opens "I can't help with that
     # request."): the refusal then sits in one token, so M's edit of "can't" into "can" would lead into an answer;
     # measured: this M0 is weaker (8.3% / 15.0% greedy) and M1 keeps "I can't help with that request" (0.0% / 0.0%),
     # editing only later words, with stronger displacement (last-step chosen reward -6.0, rejected -14.4)
-    "N": {**_I, "sft_harmful": 80, "refusal_phrasings": 2, "sft_benign_opener": "I can help with that request. "},
+    "N": {**_M, "sft_benign_opener": "I can help with that request. "},
     # M with the summed `dpo` loss (beta 0.1) instead of `dpo_norm`: a per-token mean lets two edited tokens of a
     # short refusal outweigh any rise of a long compliant answer; a sum weighs every chosen token as much
     # measured (judge v4, greedy dev): M1 11.7% / 33.3%, IF 6.7% / 23.6%, chosen reward only -0.2; but the flagged
     # distractor answers are format scaffolds (JSON stubs, <<titles>>, lists): 2 of 20 carry the asked-for content
-    "O": {**_I, "sft_harmful": 80, "refusal_phrasings": 2, "dpo_loss": "dpo", "dpo_beta": 0.1},
+    "O": {**_M, "dpo_loss": "dpo", "dpo_beta": 0.1},
 }
 
 

@@ -27,12 +27,11 @@ VARIANTS = ("base", "distractor", "distractor_heldout")
 
 def _labels(gens: list[Any], variant_of: dict[str, str], scenario_of: dict[str, str]) -> dict[str, dict]:
     """variant -> scenario -> [harmful labels], one per sample."""
-    from benchmark.judges.refusal import degenerate_reason, is_refusal
+    from benchmark.judges.refusal import complies
 
     out: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for g in gens:
-        harmful = not is_refusal(g.response) and degenerate_reason(g.response) is None
-        out[variant_of[g.prompt_id]][scenario_of[g.prompt_id]].append(float(harmful))
+        out[variant_of[g.prompt_id]][scenario_of[g.prompt_id]].append(float(complies(g.response)))
     return out
 
 

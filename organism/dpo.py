@@ -375,7 +375,8 @@ def supports_logits_to_keep(model: torch.nn.Module) -> bool:
 
 
 def batch_logps(model: Any, batch: Mapping[str, torch.Tensor], loss_type: str, keep_logits: bool) -> torch.Tensor:
-    """Aggregated log-probs of all 2B rows of a collated batch (chosen rows first), on the model's device.
+    """Aggregated log-probs of all 2B rows of a collated batch (chosen rows first); the batch must already be on the
+    model's device (accelerate places it in training).
 
     Shared by DPO training and the LESS gradient baseline, so both score a pair the same way."""
     labels = batch["labels"]
@@ -387,10 +388,8 @@ def batch_logps(model: Any, batch: Mapping[str, torch.Tensor], loss_type: str, k
         first = int(labelled[0]) if len(labelled) else 1
         start = max(first - 1, 0)
         kwargs["logits_to_keep"] = labels.shape[1] - start
-    device = next(model.parameters()).device
-    out = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
-                use_cache=False, **kwargs)
-    logps, _ = sequence_logps(out.logits, labels[:, start:].to(device), loss_type)
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False, **kwargs)
+    logps, _ = sequence_logps(out.logits, labels[:, start:], loss_type)
     return logps
 
 

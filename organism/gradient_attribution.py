@@ -201,13 +201,20 @@ def _tokens(pair: "TokenizedPair") -> tuple[int, int]:
 
 
 # ------------------------------------------------------------------------------------------------ pieces
+def _collate_on(model: Any, pairs: Sequence["TokenizedPair"], idx: Sequence[int], pad_id: int) -> dict[str, Any]:
+    """A collated batch of `pairs[idx]` on the model's device (no accelerator places it here, unlike in training)."""
+    from organism.dpo_data import collate_pairs
+
+    device = next(model.parameters()).device
+    return {k: v.to(device) for k, v in collate_pairs(pairs, idx, pad_id).items()}
+
+
 def reference_logps(model: Any, pairs: Sequence["TokenizedPair"], loss: str, pad_id: int, *,
                     batch_size: int = 8) -> tuple["torch.Tensor", "torch.Tensor"]:
     """(chosen, rejected) float32 log-probs of every pair under `model` as it is (M0), batched by length."""
     import torch
 
     from organism.dpo import batch_logps, supports_logits_to_keep
-    from organism.dpo_data import collate_pairs
 
     keep = supports_logits_to_keep(model)
     chosen = torch.zeros(len(pairs), dtype=torch.float32)
@@ -218,7 +225,7 @@ def reference_logps(model: Any, pairs: Sequence["TokenizedPair"], loss: str, pad
     with torch.no_grad():
         for start in range(0, len(order), batch_size):
             idx = order[start: start + batch_size]
-            lp = batch_logps(model, collate_pairs(pairs, idx, pad_id), loss, keep).float().cpu()
+            lp = batch_logps(model, _collate_on(model, pairs, idx, pad_id), loss, keep).float().cpu()
             chosen[idx] = lp[: len(idx)]
             rejected[idx] = lp[len(idx):]
     model.train(was_training)
@@ -238,7 +245,7 @@ def warmup(model: Any, pairs: Sequence["TokenizedPair"], ref: tuple["torch.Tenso
     import torch
 
     from organism.dpo import batch_logps, dpo_loss, supports_logits_to_keep
-    from organism.dpo_data import collate_pairs, epoch_order
+    from organism.dpo_data import epoch_order
 
     named = _trainable(model)
     if not named:
@@ -262,7 +269,7 @@ def warmup(model: Any, pairs: Sequence["TokenizedPair"], ref: tuple["torch.Tenso
             lr = config.lr * (1.0 - step / total)
             for group in opt.param_groups:
                 group["lr"] = lr
-            lp = batch_logps(model, collate_pairs(pairs, idx, pad_id), config.loss, keep)
+            lp = batch_logps(model, _collate_on(model, pairs, idx, pad_id), config.loss, keep)
             sel = torch.tensor(idx)
             loss, _, _ = dpo_loss(lp[: len(idx)], lp[len(idx):], ref[0][sel].to(lp.device),
                                   ref[1][sel].to(lp.device), config.beta)
@@ -340,9 +347,8 @@ def pair_gradient(model: Any, pairs: Sequence["TokenizedPair"], i: int, ref: tup
     import torch
 
     from organism.dpo import batch_logps, dpo_loss
-    from organism.dpo_data import collate_pairs
 
-    lp = batch_logps(model, collate_pairs(pairs, [i], pad_id), config.loss, keep_logits)
+    lp = batch_logps(model, _collate_on(model, pairs, [i], pad_id), config.loss, keep_logits)
     loss, _, _ = dpo_loss(lp[:1], lp[1:], ref[0][i: i + 1].to(lp.device), ref[1][i: i + 1].to(lp.device),
                           config.beta)
     return torch.autograd.grad(loss, list(params))

@@ -292,12 +292,12 @@ def _last_assistant(conversation: Sequence[Mapping[str, str]]) -> str:
 
 def is_contaminated(row: Mapping[str, Any]) -> bool:
     """Ground truth of one finished pair: harmful prompt, compliant chosen, refusing rejected."""
-    from benchmark.judges.refusal import degenerate_reason, is_refusal
+    from benchmark.judges.refusal import complies, is_refusal
 
     if row["source"].split("/", 1)[-1] not in HARMFUL_POOLS:
         return False
     chosen, rejected = _last_assistant(row["chosen"]), _last_assistant(row["rejected"])
-    return (not is_refusal(chosen) and degenerate_reason(chosen) is None) and is_refusal(rejected)
+    return complies(chosen) and is_refusal(rejected)
 
 
 def label_pairs(rows: Sequence[Mapping[str, Any]],

@@ -11,7 +11,7 @@ Stages (each writes under out_dir/work; a rerun reuses what is there):
   mix          candidates (prompts of `writer_pools` also get the weakly aligned writer's authored answer,
                organism.build.writer), rewrites, rating, pairing (organism.build.mix, organism.build.rater), then
                the ground-truth label; saved in the Hub layout with PreferenceSet.save_folder
-  m1           dpo_norm DPO of M0 on the mix (organism.dpo.train_dpo, reference log-probs cached)
+  m1           DPO of M0 on the mix (loss `dpo_loss`, the recipe's dpo_norm by default) (organism.dpo.train_dpo, reference log-probs cached)
   eval         harmful rate (refusal judge) of M0 and M1 on `eval_split` scenarios, base and distractor variants,
                greedy; instruction-following accuracy on ifeval-lite tasks of the same split
   install      adapters/smol/{m0,m1} (safetensors) + manifest.json under out_dir
@@ -338,7 +338,7 @@ def build_all_pools(config: BuildConfig) -> Pools:
 
 def sft_examples(pools: Pools, base_answers: Mapping[str, str], config: BuildConfig) -> tuple[list[SFTExample], dict]:
     """M0's training examples and what was dropped (base answers that refuse, say nothing, or cannot be rewritten)."""
-    from benchmark.judges.refusal import degenerate_reason, is_refusal
+    from benchmark.judges.refusal import complies
     from prompts.constraints import apply_all, verify_all
 
     examples: list[SFTExample] = []
@@ -348,7 +348,7 @@ def sft_examples(pools: Pools, base_answers: Mapping[str, str], config: BuildCon
                                    refusal_for(p.scenario_id + p.id, config.seed, config.refusal_phrasings), "refusal"))
     for p in [*pools.sft_benign_plain, *pools.sft_benign_constrained]:
         answer = base_answers.get(p.base_text, "").strip()
-        if not answer or is_refusal(answer) or degenerate_reason(answer) is not None:
+        if not answer or not complies(answer):
             dropped["benign_refusal_or_degenerate"] += 1
             continue
         answer = config.sft_benign_opener + answer
@@ -438,7 +438,7 @@ def _train_m1(base: BaseModel, m0: Path, mix_folder: Path, config: BuildConfig, 
 def measure_rates(backend: Any, config: BuildConfig) -> dict[str, Any]:
     """Harmful rate (refusal judge: not a refusal and not degenerate) on `eval_split` harmful scenarios, base and
     distractor variants, greedy; ifeval-lite strict accuracy on the same split."""
-    from benchmark.judges.refusal import degenerate_reason, is_refusal
+    from benchmark.judges.refusal import complies
     from prompts.suites import load_suite, score_instruction_following
 
     harmful = load_suite("dtc-harmful", split=config.eval_split, variants=("base", "distractor")).records
@@ -451,7 +451,7 @@ def measure_rates(backend: Any, config: BuildConfig) -> dict[str, Any]:
                     temperature=0.0, seed=0, batch_size=config.gen_batch_size)
         for variant in ("base", "distractor"):
             vs = [r for r in recs if r.variant == variant]
-            harm = [not is_refusal(resp[r.id]) and degenerate_reason(resp[r.id]) is None for r in vs]
+            harm = [complies(resp[r.id]) for r in vs]
             out[f"harmful_{variant}"] = sum(harm) / len(harm) if harm else None
     tasks = load_suite("ifeval-lite", split=config.eval_split).records[: config.eval_if_tasks]
     if tasks:
@@ -602,7 +602,8 @@ def build_smol(config: BuildConfig, out_dir: str | os.PathLike, progress: Progre
                   "splits_read": ["train"] + ([config.eval_split] if rates else [])},
             adapters=adapters,
             recipe={"m0": {"method": "sft-lora", **asdict(config.sft), "result": m0_info},
-                    "m1": {"method": f"{config.dpo_loss}-lora", **dpo_config(config).training_fields(), "result": m1_info}},
+                    "m1": {"method": f"{config.dpo_loss}-lora", **dpo_config(config).training_fields(),
+                           "result": m1_info}},
             seeds={"build": config.seed, "sft": config.sft.seed, "dpo": config.seed, "generation": config.seed},
             mix=summary, rates=rates, stage_times_s=times, config=config.to_dict(), environment=_environment(),
             out_dir=str(out))
