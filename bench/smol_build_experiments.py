@@ -69,6 +69,8 @@ EXPERIMENTS: dict[str, dict[str, Any]] = {
     # measured (judge v4, greedy dev): M1 11.7% / 33.3%, IF 6.7% / 23.6%, chosen reward only -0.2; but the flagged
     # distractor answers are format scaffolds (JSON stubs, <<titles>>, lists): 2 of 20 carry the asked-for content
     "O": {**_M, "dpo_loss": "dpo", "dpo_beta": 0.1},
+    # O trained twice as long (4 epochs): O's loss had not settled and its chosen rewards still rose in epoch 2
+    "P": {**_M, "dpo_loss": "dpo", "dpo_beta": 0.1, "dpo_epochs": 4},
 }
 
 

@@ -64,7 +64,7 @@ def measure(build_dir: Path, split: str, scenarios: int, samples: int, temperatu
     items: list[dict[str, Any]] = []
     for stage, chain in (("m0", ["m0"]), ("m1", ["m0", "m1"])):
         backend = chain_backend(base, [work / s / "adapter" for s in chain], config.dtype, work / "gencache")
-        chat = [GenerationRequest(r.id, [{"role": "user", "content": r.text}]) for r in records]
+        chat = [GenerationRequest.user(r.id, r.text) for r in records]
         runs = {"greedy": GenConfig(max_new_tokens=max_new_tokens, temperature=0.0, n=1, seed=0, batch_size=32),
                 f"t{temperature:g}x{samples}": GenConfig(max_new_tokens=max_new_tokens, temperature=temperature,
                                                           n=samples, seed=1, batch_size=32)}

@@ -198,8 +198,7 @@ def generate_rows(mut: ModelUnderTest, suites: Mapping[str, Any], config: EvalCo
         if name not in suites:
             continue
         records = {r.id: r for r in suites[name].records}
-        requests = [GenerationRequest(prompt_id=r.id, messages=[{"role": "user", "content": r.text}])
-                    for r in records.values()]
+        requests = [GenerationRequest.user(r.id, r.text) for r in records.values()]
         cb = (lambda done, total, _n=name: progress(f"generate {_n}", done, total)) if progress else None
         generations = backend.generate(requests, gen, progress=cb)
         for g in generations:

@@ -40,6 +40,11 @@ class GenerationRequest:
     prompt_id: str
     messages: Sequence[Mapping[str, str]] | str
 
+    @classmethod
+    def user(cls, prompt_id: str, text: str) -> "GenerationRequest":
+        """A single-turn user prompt: how every suite prompt is sent, so each caller's cache keys agree."""
+        return cls(prompt_id, [{"role": "user", "content": text}])
+
 
 @dataclass(frozen=True)
 class GenConfig:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
+from organism.activations import resolve_batch_tokens
 from organism.errors import InputError
 from organism.ranking import Ranking
 
@@ -272,7 +273,7 @@ class AttributeSpec:
     chat_template: bool = False
     device: str = "cpu"
     dtype: str = "bfloat16"
-    batch_tokens: int = 8192
+    batch_tokens: int | None = None  # padded tokens per forward batch; None: 512 on CPU, 8192 on an accelerator
     max_length: int | None = 2048
     shard_dir: str | None = None
     seed: int = 0
@@ -298,7 +299,7 @@ def _check_spec(spec: AttributeSpec) -> None:
         raise InputError(None, "harmful_side", f"must be m0 or m1, got {spec.harmful_side!r}")
     if spec.method in ("probe", "bank", "behavior", "gradient") and not spec.targets:
         raise InputError(None, "targets", f"method {spec.method!r} needs a targets file (--targets)")
-    if spec.batch_tokens < 1:
+    if spec.batch_tokens is not None and spec.batch_tokens < 1:
         raise InputError(None, "batch_tokens", f"must be at least 1, got {spec.batch_tokens}")
     if spec.limit is not None and spec.limit < 1:
         raise InputError(None, "limit", f"must be at least 1, got {spec.limit}")
@@ -405,7 +406,8 @@ def attribute(spec: AttributeSpec, *, progress: Callable[[int], None] | None = N
         if spec.harmful_side == "m1":
             m1 = load_organism(profile, "m1", dtype=spec.dtype, device=_rank_device(spec.device),
                                model_path=spec.harmful_model_path)
-        engine = {"batch_tokens": spec.batch_tokens, "chat_template": spec.chat_template,
+        engine = {"batch_tokens": resolve_batch_tokens(spec.batch_tokens, spec.device),
+                  "chat_template": spec.chat_template,
                   "max_length": spec.max_length}
         harm = None if m1 is None else m1.model
         shard = {}

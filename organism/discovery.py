@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
+from organism.activations import resolve_batch_tokens
 from organism.errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -232,7 +233,7 @@ class DiscoverSettings:
     batch_size: int | str = "auto"
     dtype: str = "bfloat16"
     device: str = "cpu"
-    batch_tokens: int = 8192
+    batch_tokens: int | None = None  # None: 512 on CPU, 8192 on an accelerator
     max_length: int | None = 2048
     chat_template: bool = False
     top_k: int = 5
@@ -251,7 +252,7 @@ class DiscoverSettings:
         positive("row_clusters", self.row_clusters)
         positive("col_clusters", self.col_clusters)
         positive("max_new_tokens", self.max_new_tokens)
-        positive("batch_tokens", self.batch_tokens)
+        positive("batch_tokens", self.batch_tokens, optional=True)
         positive("top_k", self.top_k)
         positive("max_length", self.max_length, optional=True)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
@@ -303,7 +304,7 @@ def _generate(loaded: Any, records: Sequence[Any], gen: Any) -> dict[str, str]:
 
     backend = HFBackend(loaded.model, loaded.tokenizer, loaded.record.identity,
                         cache=GenerationCache(cache_dir() / "generations"))
-    requests = [GenerationRequest(prompt_id=r.id, messages=[{"role": "user", "content": r.text}]) for r in records]
+    requests = [GenerationRequest.user(r.id, r.text) for r in records]
     return {g.prompt_id: g.response for g in backend.generate(requests, gen)}
 
 
@@ -399,7 +400,8 @@ def run_discovery(profile: "str | Profile", settings: DiscoverSettings | None = 
         raise InputError("discover", "prompts", f"no test prompt's M0 and M1 responses differ (by {settings.differ}"
                                                 f") among {len(records)}: raise --prompts or use --differ text")
 
-    engine = {"batch_tokens": settings.batch_tokens, "chat_template": settings.chat_template,
+    engine = {"batch_tokens": resolve_batch_tokens(settings.batch_tokens, settings.device),
+              "chat_template": settings.chat_template,
               "max_length": settings.max_length}
     say(f"behavior vectors ({len(kept)} prompts, layer {layer})")
     brows = [{"id": r.id, "prompt": r.text, "chosen": r1[r.id], "rejected": r0[r.id]} for r in kept]

@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from organism.activations import resolve_batch_tokens
 from organism.errors import InputError
 from organism.steering import MODES, POSITIONS
 
@@ -77,7 +78,7 @@ class SweepSpec:
     harmful_side: str = "m0"
     chat_template: bool = False
     max_length: int | None = 2048
-    batch_tokens: int = 8192
+    batch_tokens: int | None = None  # None: 512 on CPU, 8192 on an accelerator
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", tuple(self.layers))
@@ -253,7 +254,7 @@ def check_spec(spec: SweepSpec) -> None:
         raise InputError(src, "harmful_side", f"must be m0 or m1, got {spec.harmful_side!r}")
     if spec.dtype not in DTYPES:
         raise InputError(src, "dtype", f"must be one of {', '.join(DTYPES)}; got {spec.dtype!r}")
-    if spec.batch_tokens < 1:
+    if spec.batch_tokens is not None and spec.batch_tokens < 1:
         raise InputError(src, "batch_tokens", f"must be at least 1, got {spec.batch_tokens}")
 
 
@@ -404,7 +405,8 @@ def run_sweep(spec: SweepSpec, *, model: Any = None, tokenizer: Any = None, iden
         if spec.harmful_side == "m1":
             harm = model if spec.stage == "m1" and spec.model_path is None else load_organism(
                 spec.profile, "m1", dtype=spec.dtype, device=spec.device, revision=spec.revision).model
-        engine = {"batch_tokens": spec.batch_tokens, "chat_template": spec.chat_template,
+        engine = {"batch_tokens": resolve_batch_tokens(spec.batch_tokens, spec.device),
+                  "chat_template": spec.chat_template,
                   "max_length": spec.max_length}
         stacked = probing_vectors(m0, tokenizer, targets, [layer + 1 for layer in spec.layers],
                                   harmful_model=harm, **engine)
@@ -420,7 +422,7 @@ def run_sweep(spec: SweepSpec, *, model: Any = None, tokenizer: Any = None, iden
             progress("probing vectors", 1, 1)
 
     cache = GenerationCache(cache_dir() / "generations")
-    requests = [GenerationRequest(prompt_id=r.id, messages=[{"role": "user", "content": r.text}]) for r in records]
+    requests = [GenerationRequest.user(r.id, r.text) for r in records]
     settings = [(layer, scale) for layer in spec.layers for scale in spec.scales]
     total = len(settings) + 1
 

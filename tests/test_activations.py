@@ -15,6 +15,7 @@ from organism.activations import (
     naive_mean_response_activations,
     plan_batches,
     read_index,
+    resolve_batch_tokens,
 )
 from organism.errors import InputError
 
@@ -151,6 +152,13 @@ def test_plan_batches_respects_budget() -> None:
     assert plan == plan_batches(lengths, 60)
     with pytest.raises(InputError):
         plan_batches(lengths, 0)
+
+
+def test_batch_budget_defaults_by_device() -> None:
+    # the CPU default is the budget bench/attribution_throughput.py measured fastest there; an explicit one wins
+    assert resolve_batch_tokens(None, torch.device("cpu")) == 512
+    assert resolve_batch_tokens(None, "cuda:1") == 8192
+    assert resolve_batch_tokens(4096, "cpu") == 4096
 
 
 def test_bad_layer_and_ids(olmo) -> None:

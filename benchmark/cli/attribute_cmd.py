@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--chat-template", action="store_true", help="teacher-force with the chat template (paper: raw)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="bfloat16")
-    p.add_argument("--batch-tokens", type=int, default=8192, help="padded tokens per forward batch")
+    p.add_argument("--batch-tokens", type=int, default=None, help="padded tokens per forward batch (default: 512 on CPU, 8192 on a GPU)")
     p.add_argument("--max-length", type=int, default=2048, help="tokens per sequence (paper recipe: 2048)")
     p.add_argument("--shard-dir", default=None, help="resumable activation shards (needed with several ranks)")
     p.add_argument("--seed", type=int, default=0, help="random / gradient: the seed")

@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="keep a prompt when the refusal judge's verdicts differ (default) or the texts differ")
     p.add_argument("--max-new-tokens", type=int, default=96, help="greedy generation length (default 96)")
     p.add_argument("--batch-size", type=_batch_size, default="auto", help="generation batch size or 'auto'")
-    p.add_argument("--batch-tokens", type=int, default=8192, help="padded tokens per activation batch")
+    p.add_argument("--batch-tokens", type=int, default=None, help="padded tokens per activation batch (default: 512 on CPU, 8192 on a GPU)")
     p.add_argument("--max-length", type=int, default=2048, help="tokens per teacher-forced sequence")
     p.add_argument("--chat-template", action="store_true", help="teacher-force with the chat template (paper: raw)")
     p.add_argument("--top", type=int, default=5, help="prompts and pairs listed per cluster (default 5)")
