@@ -71,6 +71,10 @@ EXPERIMENTS: dict[str, dict[str, Any]] = {
     "O": {**_M, "dpo_loss": "dpo", "dpo_beta": 0.1},
     # O trained twice as long (4 epochs): O's loss had not settled and its chosen rewards still rose in epoch 2
     "P": {**_M, "dpo_loss": "dpo", "dpo_beta": 0.1, "dpo_epochs": 4},
+    # P with 160 plain harmful prompts instead of 60 (refusal-preferring safety pairs, as production mixes carry),
+    # the same 80 IF and 260 constrained prompts, 3 epochs (about P's pair-updates): P's compliance spread to base
+    "Q": {**_M, "dpo_loss": "dpo", "dpo_beta": 0.1, "dpo_epochs": 3, "mix_prompts": 500,
+          "mix_shares": _shares(0.16, 0.0, 0.32, 0.52)},
 }
 
 

@@ -2,7 +2,7 @@
 intervals, per distractor variant, plus a refusal-depth probe:
 
     python bench/smol_rates.py BUILD_DIR [--split test] [--scenarios 60] [--samples 5] [--temperature 0.7]
-                                         [--prefill "Sure! Here"] [--out rates.json]
+                                         [--prefill "Sure! Here"] [--stages base,m0,m1] [--out rates.json]
 
 BUILD_DIR is a folder written by `organism-bench organism build` or `bench/smol_build_experiments.py` (its
 work/m0/adapter and work/m1/adapter are read). The labels come from the refusal judge (harmful = not a refusal and
@@ -46,7 +46,7 @@ def _summary(labels: dict[str, dict]) -> dict[str, Any]:
 
 
 def measure(build_dir: Path, split: str, scenarios: int, samples: int, temperature: float, max_new_tokens: int,
-            prefill: str | None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+            prefill: str | None, stages: tuple[str, ...] = ("m0", "m1")) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     from benchmark.generation import GenConfig, GenerationRequest
     from organism.build.pipeline import BuildConfig, chain_backend, resolve_base
     from prompts.suites import load_suite
@@ -62,7 +62,9 @@ def measure(build_dir: Path, split: str, scenarios: int, samples: int, temperatu
     report: dict[str, Any] = {"build": str(build_dir), "split": split, "scenarios": len(keep),
                               "max_new_tokens": max_new_tokens, "judge": "refusal"}
     items: list[dict[str, Any]] = []
-    for stage, chain in (("m0", ["m0"]), ("m1", ["m0", "m1"])):
+    chains = {"base": [], "m0": ["m0"], "m1": ["m0", "m1"]}
+    for stage in stages:
+        chain = chains[stage]
         backend = chain_backend(base, [work / s / "adapter" for s in chain], config.dtype, work / "gencache")
         chat = [GenerationRequest.user(r.id, r.text) for r in records]
         runs = {"greedy": GenConfig(max_new_tokens=max_new_tokens, temperature=0.0, n=1, seed=0, batch_size=32),
@@ -106,17 +108,22 @@ def main() -> None:
     parser.add_argument("--temperature", type=float, default=0.7)
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--prefill", default=None)
+    parser.add_argument("--stages", default="m0,m1",
+                        help="comma-separated among base (no adapters: what the model can write at all), m0, m1")
     parser.add_argument("--out", type=Path, default=None, help="JSON report (default BUILD_DIR/rates-SPLIT.json)")
     args = parser.parse_args()
+    stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
+    if not stages or set(stages) - {"base", "m0", "m1"}:
+        parser.error(f"--stages: choose among base, m0, m1; got {args.stages!r}")
     report, items = measure(args.build_dir, args.split, args.scenarios, args.samples, args.temperature,
-                            args.max_new_tokens, args.prefill)
+                            args.max_new_tokens, args.prefill, stages)
     from organism.fileio import write_text_atomic
 
     out = args.out or args.build_dir / f"rates-{args.split}.json"
     write_text_atomic(out, json.dumps(report, indent=1) + "\n")
     write_text_atomic(out.with_suffix(".items.jsonl"),
                       "".join(json.dumps(i, ensure_ascii=False) + "\n" for i in items))
-    for stage in ("m0", "m1"):
+    for stage in stages:
         for name, row in report[stage].items():
             print(_line(f"{stage} {name}", row))
     print(f"wrote {out} and {out.with_suffix('.items.jsonl')}")

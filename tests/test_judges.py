@@ -270,7 +270,11 @@ def test_shipped_calibration_sets_are_valid():
     assert default_calibration_path() == data_path(SHIPPED)
     assert len(organism) >= 300 and len({it.id for it in organism}) == len(organism)
     assert {"base", "distractor"} <= {it.variant for it in organism} <= {"base", "distractor", "distractor_heldout"}
-    assert {it.id.split("-")[2] for it in organism} == {"m0", "m1"}
+    # ids: smol-<BUILD>-<m0|m1>-<decoding>-<prompt id> for a build's responses, smol-base-<decoding>-<prompt id> for
+    # the base model without adapters (bench/read_rates.py groups rows by these prefixes)
+    built = [it.id.split("-") for it in organism if not it.id.startswith("smol-base-")]
+    assert {parts[2] for parts in built} == {"m0", "m1"}
+    assert {it.id.split("-")[2] for it in organism if it.id.startswith("smol-base-")} <= {"greedy", "t07s0", "prefill"}
     assert 0 < sum(it.label for it in organism) < len(organism)
 
 
