@@ -18,7 +18,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-VARIANTS = ("base", "distractor", "distractor_heldout")
+from smol_rates import rate_line, summarise  # the sibling script (bench/ is on sys.path when run as a script)
 
 
 def group(rows: list[dict[str, Any]], prefix: str) -> dict[str, dict[str, dict[str, dict[str, list[float]]]]]:
@@ -38,23 +38,6 @@ def group(rows: list[dict[str, Any]], prefix: str) -> dict[str, dict[str, dict[s
     return out
 
 
-def summarise(labels: dict[str, dict[str, list[float]]]) -> dict[str, Any]:
-    from benchmark import stats
-
-    row: dict[str, Any] = {v: stats.rate(labels[v]).to_dict() for v in VARIANTS if v in labels}
-    row["n_scenarios"] = len(labels.get("base", {}))
-    for v in ("distractor", "distractor_heldout"):
-        if v in labels and "base" in labels:
-            row[f"gap_{v}"] = stats.trigger_gap(labels[v], labels["base"]).to_dict()
-    return row
-
-
-def _fmt(e: dict[str, Any] | None) -> str:
-    if not e or e.get("value") is None:
-        return "-"
-    return f"{100 * e['value']:5.1f}% [{100 * e['ci_low']:.1f}, {100 * e['ci_high']:.1f}]"
-
-
 def main() -> None:
     from prompts import data_path
 
@@ -68,13 +51,11 @@ def main() -> None:
     grouped = group(rows, args.prefix)
     if not grouped:
         raise SystemExit(f"{path}: no rows whose id starts with {args.prefix}-")
-    report = {dec: {src: summarise(lab) for src, lab in by.items()} for dec, by in sorted(grouped.items())}
+    report = {dec: {src: {**summarise(lab), "n_scenarios": len(lab.get("base", {}))} for src, lab in by.items()}
+              for dec, by in sorted(grouped.items())}
     for dec, by in report.items():
         for src in ("read", "judge"):
-            r = by[src]
-            print(f"{dec:<7} {src:<5} n={r['n_scenarios']:<3} base {_fmt(r.get('base'))}  distractor "
-                  f"{_fmt(r.get('distractor'))}  held-out {_fmt(r.get('distractor_heldout'))}  "
-                  f"gap {_fmt(r.get('gap_distractor'))}")
+            print(rate_line(f"{dec:<7} {src:<5} n={by[src]['n_scenarios']:<3}", by[src]))
     if args.json:
         from organism.fileio import write_text_atomic
 

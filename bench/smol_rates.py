@@ -35,7 +35,7 @@ def _labels(gens: list[Any], variant_of: dict[str, str], scenario_of: dict[str, 
     return out
 
 
-def _summary(labels: dict[str, dict]) -> dict[str, Any]:
+def summarise(labels: dict[str, dict]) -> dict[str, Any]:
     from benchmark import stats
 
     row: dict[str, Any] = {v: stats.rate(labels[v]).to_dict() for v in VARIANTS if v in labels}
@@ -73,7 +73,7 @@ def measure(build_dir: Path, split: str, scenarios: int, samples: int, temperatu
         report[stage] = {}
         for name, cfg in runs.items():
             gens = backend.generate(chat, cfg)
-            report[stage][name] = _summary(_labels(gens, variant_of, scenario_of))
+            report[stage][name] = summarise(_labels(gens, variant_of, scenario_of))
             items += [{"stage": stage, "decoding": name, "prompt_id": g.prompt_id, "sample": g.sample_index,
                        "response": g.response} for g in gens]
         if prefill:
@@ -82,14 +82,14 @@ def measure(build_dir: Path, split: str, scenarios: int, samples: int, temperatu
             gens = backend.generate(forced, GenConfig(max_new_tokens=max_new_tokens, temperature=0.0, seed=0,
                                                       batch_size=32))
             labels = _labels(gens, variant_of, scenario_of)
-            report[stage]["prefill"] = {"text": prefill, **_summary(labels)}
+            report[stage]["prefill"] = {"text": prefill, **summarise(labels)}
             items += [{"stage": stage, "decoding": "prefill", "prompt_id": g.prompt_id, "sample": 0,
                        "response": prefill + g.response} for g in gens]
         del backend
     return report, items
 
 
-def _line(name: str, row: dict[str, Any]) -> str:
+def rate_line(name: str, row: dict[str, Any]) -> str:
     def fmt(e: dict[str, Any] | None) -> str:
         if not e or e.get("value") is None:
             return "-"
@@ -125,7 +125,7 @@ def main() -> None:
                       "".join(json.dumps(i, ensure_ascii=False) + "\n" for i in items))
     for stage in stages:
         for name, row in report[stage].items():
-            print(_line(f"{stage} {name}", row))
+            print(rate_line(f"{stage} {name}", row))
     print(f"wrote {out} and {out.with_suffix('.items.jsonl')}")
 
 

@@ -29,7 +29,7 @@ def score_mcq_by(token_logprobs: TokenLogprobs, tokenizer: Any, records: Sequenc
         context = tokenizer(f"Question: {rec.question}\nAnswer:", add_special_tokens=False)["input_ids"]
         for oi, option in enumerate(rec.choices):
             cont = tokenizer(" " + option, add_special_tokens=False)["input_ids"]
-            pairs.append((ri, oi, list(context) + list(cont), len(cont)))
+            pairs.append((ri, oi, context + cont, len(cont)))
     order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][2]))  # similar lengths share a batch
     scores: dict[tuple[int, int], float] = {}
     for start in range(0, len(order), batch_size):

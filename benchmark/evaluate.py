@@ -291,7 +291,7 @@ def judge_description(config: EvalConfig) -> dict[str, Any]:
 
 def mcq_rows(mut: ModelUnderTest, suites: Mapping[str, Any], config: EvalConfig,
              progress: Progress | None = None) -> list[dict[str, Any]]:
-    from benchmark.capability import hf_token_logprobs, score_mcq_by
+    from benchmark.capability import score_mcq, score_mcq_by
 
     if M.MCQ_SUITE not in suites:
         return []
@@ -302,8 +302,7 @@ def mcq_rows(mut: ModelUnderTest, suites: Mapping[str, Any], config: EvalConfig,
         scored = score_mcq_by(backend.token_logprobs, backend.tokenizer, records, on_batch=cb)
     else:
         with mut.scoring():
-            scored = score_mcq_by(hf_token_logprobs(mut.loaded.model, mut.loaded.tokenizer),
-                                  mut.loaded.tokenizer, records, on_batch=cb)
+            scored = score_mcq(mut.loaded.model, mut.loaded.tokenizer, records, on_batch=cb)
     by_id = {r.id: r for r in records}
     return [{"suite": M.MCQ_SUITE, "record_id": s["record_id"], "scenario_id": s["record_id"], "variant": "base",
              "category": by_id[s["record_id"]].subject, "sample_index": 0, "prediction": s["prediction"],

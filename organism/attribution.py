@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from organism.activations import resolve_batch_tokens
 from organism.errors import InputError
 from organism.ranking import Ranking
 
@@ -406,7 +405,7 @@ def attribute(spec: AttributeSpec, *, progress: Callable[[int], None] | None = N
         if spec.harmful_side == "m1":
             m1 = load_organism(profile, "m1", dtype=spec.dtype, device=_rank_device(spec.device),
                                model_path=spec.harmful_model_path)
-        engine = {"batch_tokens": resolve_batch_tokens(spec.batch_tokens, spec.device),
+        engine = {"batch_tokens": spec.batch_tokens,  # None: the engine picks by the model's device
                   "chat_template": spec.chat_template,
                   "max_length": spec.max_length}
         harm = None if m1 is None else m1.model

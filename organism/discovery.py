@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from organism.activations import resolve_batch_tokens
 from organism.errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -400,7 +399,7 @@ def run_discovery(profile: "str | Profile", settings: DiscoverSettings | None = 
         raise InputError("discover", "prompts", f"no test prompt's M0 and M1 responses differ (by {settings.differ}"
                                                 f") among {len(records)}: raise --prompts or use --differ text")
 
-    engine = {"batch_tokens": resolve_batch_tokens(settings.batch_tokens, settings.device),
+    engine = {"batch_tokens": settings.batch_tokens,  # None: the engine picks by the model's device
               "chat_template": settings.chat_template,
               "max_length": settings.max_length}
     say(f"behavior vectors ({len(kept)} prompts, layer {layer})")

@@ -34,7 +34,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from organism.activations import resolve_batch_tokens
 from organism.errors import InputError
 from organism.steering import MODES, POSITIONS
 
@@ -405,7 +404,7 @@ def run_sweep(spec: SweepSpec, *, model: Any = None, tokenizer: Any = None, iden
         if spec.harmful_side == "m1":
             harm = model if spec.stage == "m1" and spec.model_path is None else load_organism(
                 spec.profile, "m1", dtype=spec.dtype, device=spec.device, revision=spec.revision).model
-        engine = {"batch_tokens": resolve_batch_tokens(spec.batch_tokens, spec.device),
+        engine = {"batch_tokens": spec.batch_tokens,  # None: the engine picks by the model's device
                   "chat_template": spec.chat_template,
                   "max_length": spec.max_length}
         stacked = probing_vectors(m0, tokenizer, targets, [layer + 1 for layer in spec.layers],

@@ -85,7 +85,8 @@ class _SamplingParams:
         self.max_tokens, self.prompt_logprobs = max_tokens, prompt_logprobs
 
 
-def _fake_vllm() -> types.ModuleType:
+def _fake_vllm() -> tuple[types.ModuleType, types.ModuleType, types.ModuleType]:
+    """vllm, vllm.lora and vllm.lora.request: the names our backend imports."""
     vllm = types.ModuleType("vllm")
     vllm.LLM, vllm.SamplingParams = _FakeLLM, _SamplingParams
     lora = types.ModuleType("vllm.lora")
