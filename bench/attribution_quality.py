@@ -2,10 +2,13 @@
 ranking against the preference data's ground-truth column, with each ranking's recorded cost.
 
     python bench/attribution_quality.py NAME=RANKING.jsonl... [--data SRC] [--k 20,40,truth] [--json OUT]
+                                        [--false-positives-by COLUMN]
 
 --data defaults to the smol profile's installed mix (the data `attribute` ranked and `causal-check` edits). k
 "truth" is the number of contaminated pairs, where precision@k equals recall@k (R-precision). A random ranking's
 expected precision is the contaminated share and its expected AUROC 0.5, printed as the chance row.
+--false-positives-by COLUMN says where each method's misses come from: the non-contaminated pairs in its top k
+(the largest k asked for), counted by that column's value (on the smol mix, `source` names the prompt pool).
 """
 
 from __future__ import annotations
@@ -42,6 +45,20 @@ def quality_rows(rankings: dict[str, object], truth: dict[str, bool], ks: list[i
     return rows
 
 
+def false_positives_by(rankings: dict[str, object], truth: dict[str, bool], groups: dict[str, str],
+                       k: int) -> dict[str, dict[str, int]]:
+    """method -> {group value: count} over the top-k pairs that are not contaminated."""
+    out = {}
+    for name, ranking in rankings.items():
+        counts: dict[str, int] = {}
+        for pair_id in ranking.ids[:k]:
+            if not truth.get(pair_id, False):
+                key = groups.get(pair_id, "?")
+                counts[key] = counts.get(key, 0) + 1
+        out[name] = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("rankings", nargs="+", metavar="NAME=FILE")
@@ -49,6 +66,8 @@ def main() -> None:
                                                      "smol profile's installed mix)")
     parser.add_argument("--k", default="20,40,truth")
     parser.add_argument("--json", type=Path, default=None, help="also write the table as JSON")
+    parser.add_argument("--false-positives-by", metavar="COLUMN", default=None,
+                        help="count each method's top-k non-contaminated pairs by this column's value")
     args = parser.parse_args()
 
     from organism.metrics_attribution import truth_from_preferences
@@ -76,11 +95,22 @@ def main() -> None:
         flops = f"{r['flops']:9.2e}" if r["flops"] is not None else f"{'-':>9}"
         print(f"{r['method']:<12} {r['auroc']:6.3f} " + " ".join(f"{r[f'p@{k}']:7.3f}" for k in ks)
               + f" {wall} {flops}")
+    doc = {"n": len(truth), "n_contaminated": n_truth, "ks": ks, "rows": rows}
+    if args.false_positives_by:
+        column = args.false_positives_by
+        if column not in pset.column_names:
+            parser.error(f"{pset.source}: no column {column!r} (columns: {', '.join(pset.column_names)})")
+        groups = dict(zip(pset.ids, map(str, pset.column_array(column).to_pylist())))
+        k = max(ks)
+        fps = false_positives_by(rankings, truth, groups, k)
+        print(f"\nnon-contaminated pairs in each top {k}, by {column}:")
+        for name, counts in fps.items():
+            print(f"{name:<12} " + (", ".join(f"{v} {g}" for g, v in counts.items()) or "none"))
+        doc["false_positives_by"] = {"column": column, "k": k, "counts": fps}
     if args.json:
         from organism.fileio import write_text_atomic
 
-        write_text_atomic(args.json, json.dumps({"n": len(truth), "n_contaminated": n_truth, "ks": ks,
-                                                 "rows": rows}, indent=1) + "\n")
+        write_text_atomic(args.json, json.dumps(doc, indent=1) + "\n")
 
 
 if __name__ == "__main__":
