@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,11 +51,7 @@ def false_positives_by(rankings: dict[str, object], truth: dict[str, bool], grou
     """method -> {group value: count} over the top-k pairs that are not contaminated."""
     out = {}
     for name, ranking in rankings.items():
-        counts: dict[str, int] = {}
-        for pair_id in ranking.ids[:k]:
-            if not truth.get(pair_id, False):
-                key = groups.get(pair_id, "?")
-                counts[key] = counts.get(key, 0) + 1
+        counts = Counter(groups.get(i, "?") for i in ranking.ids[:k] if not truth.get(i, False))
         out[name] = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
     return out
 
