@@ -288,6 +288,7 @@ class AttributeSpec:
     checkpoints: int = 4
     projection_dim: int = 8192
     gradient_aggregate: str = "mean"
+    gradient_batch: int = 8  # pairs per pass for per-pair gradients: lower it when a long pair runs out of memory
     warmup_lr: float | None = None  # None: the profile recipe's lr when it trains a LoRA, else LESS's 2e-5
 
 
@@ -313,7 +314,8 @@ def _less_config(spec: AttributeSpec, profile: Any) -> Any:
     lora = dict(recipe.lora) if recipe.lora else dict(DEFAULT_LORA)
     lr = spec.warmup_lr if spec.warmup_lr is not None else (recipe.lr if recipe.lora else DEFAULT_LR)
     return LessConfig(warmup_fraction=spec.warmup_fraction, checkpoints=spec.checkpoints, dim=spec.projection_dim,
-                      aggregate=spec.gradient_aggregate, lr=lr, lora=lora, beta=recipe.beta, loss=recipe.loss,
+                      aggregate=spec.gradient_aggregate, gradient_batch=spec.gradient_batch, lr=lr, lora=lora,
+                      beta=recipe.beta, loss=recipe.loss,
                       max_length=spec.max_length if spec.max_length is not None else recipe.max_length,
                       add_bos=recipe.add_bos, seed=spec.seed).validate("gradient")
 

@@ -7,7 +7,9 @@ Steps, and why each is there:
    at initialisation the LoRA B matrices are zero, the gradients w.r.t. A vanish, and there is no Adam state to
    precondition with. The reference of the DPO loss is M0 itself (the adapter disabled), as in organism.dpo.
 2. Per-pair gradients. For every pair and checkpoint: the gradient of its DPO loss (`dpo_norm` by default, the
-   recipe's loss) w.r.t. the LoRA weights, one pair at a time (per-example gradients, as LESS computes them).
+   recipe's loss) w.r.t. the LoRA weights (per-example gradients, as LESS computes them). LESS takes them a pair
+   at a time; here `gradient_batch` pairs share a forward and backward pass and each pair's own gradient is read off
+   the LoRA Linears (LoraTaps): the same numbers, without batch 1's idle accelerator.
 3. Preconditioning. Training pairs get Adam's view of their gradient, g / (sqrt(v_hat) + eps) with v_hat the
    checkpoint's bias-corrected exp_avg_sq: the direction an Adam step on that pair would move the weights. The
    target pairs keep their plain gradients (LESS: the target side is the loss being reduced, not a step).
@@ -41,7 +43,7 @@ import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 from organism.compute_cost import (
     FROZEN_FWD_BWD,
@@ -79,7 +81,8 @@ class LessConfig:
     checkpoints: int = 4
     dim: int = 8192
     lr: float = DEFAULT_LR
-    batch_size: int = 8
+    batch_size: int = 8  # pairs per warm-up step (a hyperparameter: it changes the checkpoints)
+    gradient_batch: int = 8  # pairs per pass for reference log-probs and per-pair gradients (speed and memory only)
     beta: float = 5.0
     loss: str = "dpo_norm"
     lora: Mapping[str, Any] = field(default_factory=lambda: dict(DEFAULT_LORA))
@@ -98,7 +101,7 @@ class LessConfig:
 
         if not 0.0 < self.warmup_fraction <= 1.0:
             raise InputError(source, "warmup_fraction", f"must be in (0, 1], got {self.warmup_fraction!r}")
-        for name in ("min_warmup_pairs", "checkpoints", "dim", "batch_size", "max_length"):
+        for name in ("min_warmup_pairs", "checkpoints", "dim", "batch_size", "gradient_batch", "max_length"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(source, name, f"must be a positive integer, got {value!r}")
@@ -340,18 +343,86 @@ def _unit(v: "torch.Tensor") -> "torch.Tensor":
     return v / v.norm().clamp_min(1e-30)
 
 
-def pair_gradient(model: Any, pairs: Sequence["TokenizedPair"], i: int, ref: tuple["torch.Tensor", "torch.Tensor"],
-                  config: LessConfig, pad_id: int, params: Sequence["torch.Tensor"],
-                  keep_logits: bool = True) -> tuple["torch.Tensor", ...]:
-    """Gradient of pair i's DPO loss (reference log-probs from `ref`) w.r.t. `params`, the model in eval mode."""
+class LoraTaps:
+    """Every pair's own gradient from one backward pass over a padded batch of pairs.
+
+    Why: a pair at a time leaves an accelerator idle (batch 1 is latency-bound), and LESS needs a gradient per
+    pair. A Linear's weight gradient is sum_t g_t x_t^T over its rows' tokens, so keeping each LoRA Linear's input x
+    and output gradient g per row gives each row's share exactly; a pair's gradient is its chosen row's plus its
+    rejected row's. Padding adds nothing: padded positions feed no position the loss reads, so their g is zero.
+    Holds only the LoRA Linears' activations (rank-r wide), not a gradient per parameter per row."""
+
+    def __init__(self, model: Any, names: Sequence[str]) -> None:
+        import torch
+
+        self.modules = []
+        for name in names:
+            owner, _, leaf = name.rpartition(".")
+            module = model.get_submodule(owner)
+            if leaf != "weight" or not isinstance(module, torch.nn.Linear) or module.bias is not None:
+                raise InputError(None, "lora", f"{name}: per-pair gradients need every trainable parameter to be "
+                                               "the weight of a Linear without bias (a plain LoRA)")
+            self.modules.append(module)
+        self.inputs: dict[int, "torch.Tensor"] = {}
+        self.grads: dict[int, "torch.Tensor"] = {}
+        self.handles: list[Any] = []
+
+    def __enter__(self) -> "LoraTaps":
+        for k, module in enumerate(self.modules):
+            self.handles.append(module.register_forward_hook(lambda _m, inp, out, k=k: self._keep(k, inp[0], out)))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles.clear()
+        self.inputs.clear()
+        self.grads.clear()
+
+    def _keep(self, k: int, x: "torch.Tensor", out: "torch.Tensor") -> None:
+        if k in self.inputs:
+            raise RuntimeError("a LoRA Linear ran twice in one forward pass; per-pair gradients would be wrong")
+        self.inputs[k] = x.detach()
+        out.register_hook(lambda g, k=k: self.grads.__setitem__(k, g.detach()))
+
+    def pair_grads(self, n_pairs: int) -> list["torch.Tensor"]:
+        """[n_pairs, out, in] per LoRA weight, in `names` order (rows [0, n) chosen, [n, 2n) rejected), float32."""
+        import torch
+
+        out = []
+        for k in range(len(self.modules)):
+            if k not in self.grads:
+                raise RuntimeError("a LoRA Linear got no gradient; is the loss connected to every adapter?")
+            x, g = self.inputs[k].float(), self.grads[k].float()
+            per_row = torch.einsum("rto,rti->roi", g, x)
+            out.append(per_row[:n_pairs] + per_row[n_pairs:])
+        self.inputs.clear()
+        self.grads.clear()
+        return out
+
+
+def pair_gradients(model: Any, pairs: Sequence["TokenizedPair"], ref: tuple["torch.Tensor", "torch.Tensor"],
+                   config: LessConfig, pad_id: int, names: Sequence[str], params: Sequence["torch.Tensor"],
+                   keep_logits: bool = True) -> Iterator[tuple[int, list["torch.Tensor"]]]:
+    """(i, gradient of pair i's DPO loss w.r.t. `params`) for every pair, `config.gradient_batch` pairs per pass in
+    length order (less padding). The model must be in eval mode (no dropout: a pair's gradient is its own)."""
     import torch
 
     from organism.dpo import batch_logps, dpo_loss
 
-    lp = batch_logps(model, _collate_on(model, pairs, [i], pad_id), config.loss, keep_logits)
-    loss, _, _ = dpo_loss(lp[:1], lp[1:], ref[0][i: i + 1].to(lp.device), ref[1][i: i + 1].to(lp.device),
-                          config.beta)
-    return torch.autograd.grad(loss, list(params))
+    order = sorted(range(len(pairs)), key=lambda i: (-pairs[i].length, i))
+    with LoraTaps(model, names) as taps:
+        for start in range(0, len(order), config.gradient_batch):
+            idx = order[start: start + config.gradient_batch]
+            lp = batch_logps(model, _collate_on(model, pairs, idx, pad_id), config.loss, keep_logits)
+            sel = torch.tensor(idx)
+            loss, _, _ = dpo_loss(lp[: len(idx)], lp[len(idx):], ref[0][sel].to(lp.device),
+                                  ref[1][sel].to(lp.device), config.beta)
+            # dpo_loss is a mean: scale to the sum, so each pair's share is its own loss's gradient
+            torch.autograd.grad(loss * len(idx), list(params))
+            grads = taps.pair_grads(len(idx))
+            for b, i in enumerate(idx):
+                yield i, [g[b] for g in grads]
 
 
 def checkpoint_scores(model: Any, pairs: Sequence["TokenizedPair"], ref: tuple["torch.Tensor", "torch.Tensor"],
@@ -369,15 +440,15 @@ def checkpoint_scores(model: Any, pairs: Sequence["TokenizedPair"], ref: tuple["
     names = [n for n, _ in named]
     params = [p for _, p in named]
     keep = supports_logits_to_keep(model)
-    t = torch.stack([_unit(sketch(pair_gradient(model, targets, j, target_ref, config, pad_id, params, keep)))
-                     for j in range(len(targets))])
+    t = torch.zeros(len(targets), config.dim, dtype=torch.float64)
+    for j, g in pair_gradients(model, targets, target_ref, config, pad_id, names, params, keep):
+        t[j] = _unit(sketch(g))
     out = torch.zeros(len(pairs), dtype=torch.float64)
-    for i in range(len(pairs)):
-        g = pair_gradient(model, pairs, i, ref, config, pad_id, params, keep)
+    for done, (i, g) in enumerate(pair_gradients(model, pairs, ref, config, pad_id, names, params, keep), 1):
         cos = t @ _unit(sketch(precondition(g, names, ckpt, config)))
         out[i] = cos.mean() if config.aggregate == "mean" else cos.max()
         if progress is not None:
-            progress(i + 1)
+            progress(done)
     return out
 
 
@@ -434,8 +505,8 @@ def less_scores(model: Any, tokenizer: Any, rows: Sequence[Mapping[str, Any]],
             tok = [_tokens(p) for p in ps]
             return forward_flops(weights, sum(a for a, _ in tok)) + forward_flops(head, sum(b for _, b in tok))
 
-        ref = reference_logps(model, pairs, config.loss, pad_id, batch_size=config.batch_size)
-        target_ref = reference_logps(model, tpairs, config.loss, pad_id, batch_size=config.batch_size)
+        ref = reference_logps(model, pairs, config.loss, pad_id, batch_size=config.gradient_batch)
+        target_ref = reference_logps(model, tpairs, config.loss, pad_id, batch_size=config.gradient_batch)
         cost.add("reference", fwd(pairs) + fwd(tpairs))
         warm_idx = warmup_indices(len(pairs), config.warmup_fraction, config.min_warmup_pairs, config.seed)
         was_training = model.training

@@ -110,6 +110,45 @@ def test_preconditioning_uses_the_checkpoint_second_moment(world) -> None:
     assert max(abs(a - b) for a, b in zip(other, scores)) > 1e-3
 
 
+def test_batched_pair_gradients_equal_one_pair_at_a_time(world) -> None:
+    """LoraTaps reads each pair's gradient off a padded batch: it must match plain autograd on that pair alone
+    (pairs of different lengths, so the batch pads; a LoRA with non-zero A and B, so both get gradients)."""
+    from organism.dpo import batch_logps, dpo_loss
+    from organism.dpo_data import collate_pairs, pad_token_id, tokenize_pairs
+    from organism.gradient_attribution import _lora_model, pair_gradients, reference_logps
+
+    tok, cfg = world["tok"], LessConfig(gradient_batch=3)
+    rows = [*world["rows"][:6], _row("long", HARMFUL + " and more" * 9, SAFE)]
+    pairs = tokenize_pairs(tok, rows, cfg.max_length, add_bos=False, source="t")
+    assert len({p.length for p in pairs}) > 1
+    pad = pad_token_id(tok)
+    ref = reference_logps(world["model"], pairs, cfg.loss, pad)
+    flags = [q.requires_grad for q in world["model"].parameters()]
+    peft = _lora_model(world["model"], cfg.lora, seed=0)
+    try:
+        named = [(n, q) for n, q in peft.named_parameters() if q.requires_grad]
+        g = torch.Generator().manual_seed(3)
+        with torch.no_grad():
+            for _, q in named:
+                q.copy_(torch.randn(q.shape, generator=g) * 0.05)
+        peft.eval()
+        names, params = [n for n, _ in named], [q for _, q in named]
+        batched = dict(pair_gradients(peft, pairs, ref, cfg, pad, names, params))
+        assert sorted(batched) == list(range(len(pairs)))
+        for i in range(len(pairs)):
+            batch = collate_pairs(pairs, [i], pad)
+            lp = batch_logps(peft, batch, cfg.loss, True)
+            loss, _, _ = dpo_loss(lp[:1], lp[1:], ref[0][i: i + 1], ref[1][i: i + 1], cfg.beta)
+            alone = torch.autograd.grad(loss, params)
+            assert all(a.abs().sum() > 0 for a in alone[:2])
+            for a, b in zip(alone, batched[i]):
+                torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)
+    finally:
+        peft.unload()
+        for q, flag in zip(world["model"].parameters(), flags):
+            q.requires_grad_(flag)
+
+
 def test_precondition_hand_arithmetic() -> None:
     cfg = LessConfig(adam_beta2=0.5, adam_eps=0.1)
     ck = WarmupCheckpoint(0, 2, 1.0, 0.0, {"w": torch.zeros(2)}, {"w": torch.tensor([0.75, 3.0])})
@@ -136,7 +175,7 @@ def test_warmup_indices_and_target_rows() -> None:
 @pytest.mark.parametrize("change, field", [({"warmup_fraction": 0.0}, "warmup_fraction"),
                                            ({"checkpoints": 0}, "checkpoints"), ({"dim": -1}, "dim"),
                                            ({"aggregate": "median"}, "aggregate"), ({"lr": 0.0}, "lr"),
-                                           ({"lora": {"rank": 4}}, "lora")])
+                                           ({"lora": {"rank": 4}}, "lora"), ({"gradient_batch": 0}, "gradient_batch")])
 def test_config_validation(change: dict, field: str) -> None:
     with pytest.raises(InputError) as e:
         LessConfig(**change).validate()
@@ -190,12 +229,14 @@ def test_attribute_cli_gradient(world, tmp_path: Path) -> None:
     rc = _cli("attribute", "--profile", "olmo2-7b", "--data", str(world["mix"]), "--method", "gradient",
               "--targets", str(world["targets_file"]), "--model-path", str(world["folder"]), "--dtype", "float32",
               "--limit", "12", "--checkpoints", "2", "--projection-dim", "256", "--warmup-fraction", "0.5",
-              "--warmup-lr", "1e-3", "--gradient-aggregate", "max", "--out", str(out), "--json")
+              "--warmup-lr", "1e-3", "--gradient-aggregate", "max", "--gradient-batch", "3",
+              "--out", str(out), "--json")
     assert rc == 0
     r = read_ranking(out)
     assert r.method == METHOD_NAME and len(r) == 12
     p = r.parameters
-    assert (p["checkpoints"], p["dim"], p["warmup_fraction"], p["lr"], p["aggregate"]) == (2, 256, 0.5, 1e-3, "max")
+    assert (p["checkpoints"], p["dim"], p["warmup_fraction"], p["lr"], p["aggregate"], p["gradient_batch"]) == (
+        2, 256, 0.5, 1e-3, "max", 3)
     assert p["n_warmup_pairs"] == 8 and p["loss"] == "dpo_norm" and p["lora"]["r"] == 16  # OLMo recipe: no LoRA
     assert p["cost"]["wall_s"] > 0 and p["cost"]["flops"] > 0 and p["targets"] == str(world["targets_file"])
     # the probe on the same pairs records its cost too: forward passes to layer 2 of 4 only, far fewer FLOPs
@@ -208,7 +249,8 @@ def test_attribute_cli_gradient(world, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("extra", [[], ["--targets", "TARGETS", "--checkpoints", "0"],
-                                   ["--targets", "TARGETS", "--warmup-fraction", "2"]])
+                                   ["--targets", "TARGETS", "--warmup-fraction", "2"],
+                                   ["--targets", "TARGETS", "--gradient-batch", "0"]])
 def test_attribute_cli_gradient_bad_input_exits_2(world, tmp_path: Path, extra: list[str]) -> None:
     extra = [str(world["targets_file"]) if x == "TARGETS" else x for x in extra]
     out = tmp_path / "g.jsonl"

@@ -35,7 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--chat-template", action="store_true", help="teacher-force with the chat template (paper: raw)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="bfloat16")
-    p.add_argument("--batch-tokens", type=int, default=None, help="padded tokens per forward batch (default: 512 on CPU, 8192 on a GPU)")
+    p.add_argument("--batch-tokens", type=int, default=None,
+                   help="padded tokens per forward batch (default: 512 on CPU, 8192 on a GPU)")
     p.add_argument("--max-length", type=int, default=2048, help="tokens per sequence (paper recipe: 2048)")
     p.add_argument("--shard-dir", default=None, help="resumable activation shards (needed with several ranks)")
     p.add_argument("--seed", type=int, default=0, help="random / gradient: the seed")
@@ -50,6 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="over the target pairs' gradients: mean cosine (paper) or max")
     g.add_argument("--warmup-lr", type=float, default=None,
                    help="default: the profile recipe's lr if it trains a LoRA, else 2e-5 (LESS)")
+    g.add_argument("--gradient-batch", type=int, default=8,
+                   help="pairs per pass for per-pair gradients (same scores at any size; lower it if memory runs out)")
     p.add_argument("--limit", type=int, default=None, help="only the first N pairs (smoke runs)")
     p.add_argument("--out", required=True, help="ranking file to write (JSONL)")
     p.add_argument("--report", default=None, metavar="DIR",
@@ -75,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         revision=args.revision, limit=args.limit, model_path=args.model_path,
         harmful_model_path=args.harmful_model_path, warmup_fraction=args.warmup_fraction,
         checkpoints=args.checkpoints, projection_dim=args.projection_dim, gradient_aggregate=args.gradient_aggregate,
-        warmup_lr=args.warmup_lr,
+        warmup_lr=args.warmup_lr, gradient_batch=args.gradient_batch,
     )
     if args.json:
         ranking = attribute(spec)
