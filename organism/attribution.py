@@ -288,7 +288,7 @@ class AttributeSpec:
     checkpoints: int = 4
     projection_dim: int = 8192
     gradient_aggregate: str = "mean"
-    gradient_batch: int = 8  # pairs per pass for per-pair gradients: lower it when a long pair runs out of memory
+    gradient_batch: int | None = None  # pairs per per-pair-gradient pass; None: by device (1 on CPU)
     warmup_lr: float | None = None  # None: the profile recipe's lr when it trains a LoRA, else LESS's 2e-5
 
 

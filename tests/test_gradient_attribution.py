@@ -73,6 +73,7 @@ def test_ranks_every_pair_deterministically_and_leaves_m0_alone(world, tmp_path:
     p = r.parameters
     assert p["profile"] == "toy" and p["checkpoints"] == 2 and p["dim"] == 512 and p["warmup_fraction"] == 0.05
     assert p["n_warmup_pairs"] == 8 and p["warmup_batch"] == 2 and p["checkpoint_step"] == [4, 8]
+    assert p["gradient_batch"] == 1  # unset: resolved by device (one pair per pass on CPU) and recorded
     assert len(p["checkpoint_lr"]) == 2 and p["checkpoint_lr"][0] > p["checkpoint_lr"][1] > 0  # linear decay
     assert p["warmup_loss"][1] < p["warmup_loss"][0] < math.log(2) + 1e-3  # the warm-up learns
     assert p["cost"]["flops"] > 0 and set(p["cost"]["parts"]) == {"reference", "warmup", "gradients"}

@@ -51,8 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="over the target pairs' gradients: mean cosine (paper) or max")
     g.add_argument("--warmup-lr", type=float, default=None,
                    help="default: the profile recipe's lr if it trains a LoRA, else 2e-5 (LESS)")
-    g.add_argument("--gradient-batch", type=int, default=8,
-                   help="pairs per pass for per-pair gradients (same scores at any size; lower it if memory runs out)")
+    g.add_argument("--gradient-batch", type=int, default=None,
+                   help="pairs per pass for per-pair gradients (same scores at any size; default 1 on CPU, 8 on a GPU)")
     p.add_argument("--limit", type=int, default=None, help="only the first N pairs (smoke runs)")
     p.add_argument("--out", required=True, help="ranking file to write (JSONL)")
     p.add_argument("--report", default=None, metavar="DIR",
