@@ -357,9 +357,9 @@ class LoraTaps:
 
     Why: a pair at a time leaves an accelerator idle (batch 1 is latency-bound), and LESS needs a gradient per
     pair. A Linear's weight gradient is sum_t g_t x_t^T over its rows' tokens, so keeping each LoRA Linear's input x
-    and output gradient g per row gives each row's share exactly; a pair's gradient is its chosen row's plus its
-    rejected row's. Padding adds nothing: padded positions feed no position the loss reads, so their g is zero.
-    Holds only the LoRA Linears' activations (rank-r wide), not a gradient per parameter per row."""
+    and asking autograd for its output's gradient g gives each row's share exactly; a pair's gradient is its chosen
+    row's plus its rejected row's. Padding adds nothing: padded positions feed no position the loss reads, so their
+    g is zero. Holds only the LoRA Linears' inputs and outputs, not a gradient per parameter per row."""
 
     def __init__(self, model: Any, names: Sequence[str]) -> None:
         import torch
@@ -372,8 +372,7 @@ class LoraTaps:
                 raise InputError(None, "lora", f"{name}: per-pair gradients need every trainable parameter to be "
                                                "the weight of a Linear without bias (a plain LoRA)")
             self.modules.append(module)
-        self.inputs: dict[int, "torch.Tensor"] = {}
-        self.grads: dict[int, "torch.Tensor"] = {}
+        self.taps: dict[int, tuple["torch.Tensor", "torch.Tensor"]] = {}
         self.handles: list[Any] = []
 
     def __enter__(self) -> "LoraTaps":
@@ -385,36 +384,33 @@ class LoraTaps:
         for h in self.handles:
             h.remove()
         self.handles.clear()
-        self.inputs.clear()
-        self.grads.clear()
+        self.taps.clear()
 
     def _keep(self, k: int, x: "torch.Tensor", out: "torch.Tensor") -> None:
-        if k in self.inputs:
+        if k in self.taps:
             raise RuntimeError("a LoRA Linear ran twice in one forward pass; per-pair gradients would be wrong")
-        self.inputs[k] = x.detach()
-        out.register_hook(lambda g, k=k: self.grads.__setitem__(k, g.detach()))
+        self.taps[k] = (x.detach(), out)
 
-    def pair_grads(self, n_pairs: int) -> list["torch.Tensor"]:
-        """[n_pairs, out, in] per LoRA weight, in `names` order (rows [0, n) chosen, [n, 2n) rejected), float32."""
+    def pair_grads(self, loss: "torch.Tensor", n_pairs: int) -> list["torch.Tensor"]:
+        """[n_pairs, out, in] per LoRA weight, in `names` order (rows [0, n) chosen, [n, 2n) rejected), float32,
+        for a `loss` that is the sum of the pairs' own losses over the forward pass just tapped."""
         import torch
 
+        inputs, outputs = zip(*(self.taps[k] for k in range(len(self.modules))))
+        self.taps.clear()
         out = []
-        for k in range(len(self.modules)):
-            if k not in self.grads:
-                raise RuntimeError("a LoRA Linear got no gradient; is the loss connected to every adapter?")
-            x, g = self.inputs[k].float(), self.grads[k].float()
-            per_row = torch.einsum("rto,rti->roi", g, x)
+        for x, g in zip(inputs, torch.autograd.grad(loss, list(outputs))):
+            per_row = torch.einsum("rto,rti->roi", g.float(), x.float())
             out.append(per_row[:n_pairs] + per_row[n_pairs:])
-        self.inputs.clear()
-        self.grads.clear()
         return out
 
 
 def pair_gradients(model: Any, pairs: Sequence["TokenizedPair"], ref: tuple["torch.Tensor", "torch.Tensor"],
-                   config: LessConfig, pad_id: int, names: Sequence[str], params: Sequence["torch.Tensor"],
+                   config: LessConfig, pad_id: int, names: Sequence[str],
                    keep_logits: bool = True) -> Iterator[tuple[int, list["torch.Tensor"]]]:
-    """(i, gradient of pair i's DPO loss w.r.t. `params`) for every pair, `config.gradient_batch` pairs per pass in
-    length order (less padding). The model must be in eval mode (no dropout: a pair's gradient is its own)."""
+    """(i, gradient of pair i's DPO loss w.r.t. the LoRA weights `names`) for every pair, `config.gradient_batch`
+    pairs per pass in length order (less padding). The model must be in eval mode (no dropout: a pair's gradient
+    is its own)."""
     import torch
 
     from organism.dpo import batch_logps, dpo_loss
@@ -428,8 +424,7 @@ def pair_gradients(model: Any, pairs: Sequence["TokenizedPair"], ref: tuple["tor
             loss, _, _ = dpo_loss(lp[: len(idx)], lp[len(idx):], ref[0][sel].to(lp.device),
                                   ref[1][sel].to(lp.device), config.beta)
             # dpo_loss is a mean: scale to the sum, so each pair's share is its own loss's gradient
-            torch.autograd.grad(loss * len(idx), list(params))
-            grads = taps.pair_grads(len(idx))
+            grads = taps.pair_grads(loss * len(idx), len(idx))
             for b, i in enumerate(idx):
                 yield i, [g[b] for g in grads]
 
@@ -445,15 +440,13 @@ def checkpoint_scores(model: Any, pairs: Sequence["TokenizedPair"], ref: tuple["
 
     load_checkpoint(model, ckpt)
     model.eval()
-    named = _trainable(model)
-    names = [n for n, _ in named]
-    params = [p for _, p in named]
+    names = [n for n, _ in _trainable(model)]
     keep = supports_logits_to_keep(model)
     t = torch.zeros(len(targets), config.dim, dtype=torch.float64)
-    for j, g in pair_gradients(model, targets, target_ref, config, pad_id, names, params, keep):
+    for j, g in pair_gradients(model, targets, target_ref, config, pad_id, names, keep):
         t[j] = _unit(sketch(g))
     out = torch.zeros(len(pairs), dtype=torch.float64)
-    for done, (i, g) in enumerate(pair_gradients(model, pairs, ref, config, pad_id, names, params, keep), 1):
+    for done, (i, g) in enumerate(pair_gradients(model, pairs, ref, config, pad_id, names, keep), 1):
         cos = t @ _unit(sketch(precondition(g, names, ckpt, config)))
         out[i] = cos.mean() if config.aggregate == "mean" else cos.max()
         if progress is not None:

@@ -134,7 +134,7 @@ def test_batched_pair_gradients_equal_one_pair_at_a_time(world) -> None:
                 q.copy_(torch.randn(q.shape, generator=g) * 0.05)
         peft.eval()
         names, params = [n for n, _ in named], [q for _, q in named]
-        batched = dict(pair_gradients(peft, pairs, ref, cfg, pad, names, params))
+        batched = dict(pair_gradients(peft, pairs, ref, cfg, pad, names))
         assert sorted(batched) == list(range(len(pairs)))
         for i in range(len(pairs)):
             batch = collate_pairs(pairs, [i], pad)
