@@ -26,51 +26,42 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 
 def _model(args: argparse.Namespace, work: Path):
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """M0 as `attribute` loads it: smol's own, or (tiny) a random tiny OLMo 2 standing in for olmo2-7b's."""
+    from organism.loading import load_organism
 
     if args.profile == "tiny":
         sys.path.insert(0, str(ROOT / "tests"))
         from fixtures_models import build_tiny_olmo2
 
-        folder = build_tiny_olmo2(work / "m0")
-        model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=getattr(torch, args.dtype))
-        return model.to(args.device), AutoTokenizer.from_pretrained(str(folder))
-    from organism.loading import load_organism
-    from organism.profiles import get_profile
-
-    m0 = load_organism(get_profile("smol"), "m0", dtype=args.dtype, device=args.device)
+        m0 = load_organism("olmo2-7b", "m0", dtype=args.dtype, device=args.device,
+                           model_path=build_tiny_olmo2(work / "m0"))
+    else:
+        m0 = load_organism("smol", "m0", dtype=args.dtype, device=args.device)
     return m0.model, m0.tokenizer
 
 
 def run(args: argparse.Namespace, work: Path) -> None:
-    import json
-
     import torch
 
     from attribution_cost import build_data
+    from organism.attribution import load_targets
     from organism.dpo_data import pad_token_id, tokenize_pairs
     from organism.gradient_attribution import (
         CountSketch,
         LessConfig,
         _lora_model,
+        _tokens,
         _trainable,
         checkpoint_scores,
         reference_logps,
+        target_rows,
         warmup,
     )
+    from organism.preference import load_preferences
 
     data, targets_file = build_data(work, args.pairs, args.seed, args.max_sentences, args.targets)
-
-    def conv_rows(path: Path) -> list[dict]:
-        rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
-        return [{"id": r["id"], "prompt_messages": r["chosen"][:-1], "chosen": r["chosen"][-1]["content"],
-                 "rejected": r["rejected"][-1]["content"]} for r in rows]
-
-    rows = conv_rows(data)
-    t_rows = [{"id": f"t{j}", "prompt_messages": [{"role": "user", "content": r["prompt"]}],
-               "chosen": r["harmful_response"], "rejected": r["safe_response"]}
-              for j, r in enumerate(json.loads(x) for x in targets_file.read_text(encoding="utf-8").splitlines())]
+    rows = [dict(r) for r in load_preferences(data).training_view()]
+    t_rows = target_rows(load_targets(targets_file))
     model, tok = _model(args, work)
     base = LessConfig(checkpoints=1, dim=args.dim)
     pairs = tokenize_pairs(tok, rows, base.max_length, add_bos=False, source="pairs")
@@ -82,7 +73,7 @@ def run(args: argparse.Namespace, work: Path) -> None:
     n_warm = min(len(pairs), 16)
     ckpt = warmup(peft, pairs[:n_warm], (ref[0][:n_warm], ref[1][:n_warm]), base, pad)[0]
     sketch = CountSketch([p for _, p in _trainable(peft)], base.dim, base.seed)
-    tokens = sum(2 * len(p.prompt_ids) + len(p.chosen_ids) + len(p.rejected_ids) for p in pairs)
+    tokens = sum(_tokens(p)[0] for p in pairs)
     print(f"torch threads {torch.get_num_threads()}; profile {args.profile} ({args.dtype}, {args.device}); "
           f"{len(pairs)} pairs ({tokens} tokens through the model), {len(tpairs)} targets; LoRA r "
           f"{base.lora['r']}, {sum(v.numel() for v in ckpt.weights.values())} weights")
