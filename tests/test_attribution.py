@@ -132,6 +132,22 @@ def test_activation_methods_find_the_toy_culprits(world, method: str) -> None:
     assert flipped.auroc < 0.2
 
 
+def test_behavior_vector_is_its_prompts_bank_row(world, tmp_path: Path) -> None:
+    # bench/behavior_spread.py grades every prompt's behavior ranking from one bank: row i must be
+    # behavior_vector(index=i), also when a prompt has several responses per side and rows interleave
+    rows = _target_rows(3)
+    extra = [{"prompt": rows[i]["prompt"], "response": f"here is more harm, part {i}", "label": 1} for i in (2, 0)]
+    f = tmp_path / "t.jsonl"
+    f.write_text("\n".join(json.dumps(r) for r in rows + extra) + "\n", encoding="utf-8")
+    t = load_targets(f)
+    m, tok = world["model"], world["tok"]
+    prompts, bank = vector_bank(m, tok, t, LAYER)
+    assert prompts == [r["prompt"] for r in rows]
+    for i in range(3):
+        torch.testing.assert_close(bank[i], behavior_vector(m, tok, t, LAYER, index=i), rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(bank[0], bank[2])
+
+
 def test_probe_harmful_side_through_m1(world) -> None:
     m, tok, t = world["model"], world["tok"], world["targets"]
     same = probing_vector(m, tok, t, LAYER, harmful_model=m)
