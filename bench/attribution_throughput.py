@@ -1,18 +1,22 @@
 """Throughput of the activation engine against the authors' way, side by side in one run on the same pairs.
 
-    python bench/attribution_throughput.py [--pairs 64] [--layer 19] [--batch-tokens 4096] [--device cpu]
+    python bench/attribution_throughput.py [--pairs 64] [--data SRC] [--layer 19] [--batch-tokens N] [--device cpu]
 
 Model: the real SmolLM2-135M (profile smol, stage base, bf16). Pairs: harmful scenario prompts from
-prompts/data with responses stitched from the shipped benign/instruction texts, a few hundred tokens each, of
-mixed lengths (seeded).
+prompts/data, each with two responses (a chosen and a rejected side, as in a preference pair) stitched from the
+shipped benign/instruction texts, 80-300 tokens each, of mixed lengths (seeded); --prompt-sentences lengthens
+the prompts with more of those texts, since prompt sharing saves the prompt's share of the tokens. --data SRC
+takes the first --pairs pairs of a real preference set instead (e.g. the smol mix a build installs).
 - naive: the authors' code path: one sequence at a time, full depth, lm_head, `output_hidden_states=True`.
-- engine: `organism.activations.mean_response_activations`: length buckets, right padding, stop at --layer,
-  no lm_head.
-tokens/s counts real (unpadded) tokens. Achieved FLOP/s of the engine = 2 x (parameters of decoder layers
-0..layer-1) x tokens / s (attention-score FLOPs and padding left out: a lower bound), as a fraction of the bf16
-matmul peak measured here with a large torch.matmul. Also prints the largest relative difference between the two
-results, so the speed is not bought with wrong numbers. The two paths are timed alternately on chunks of
---chunk pairs, so both see the same background load on a shared machine.
+- engine, unshared: `organism.activations.mean_response_activations` with share_prompt=False: length buckets,
+  right padding, stop at --layer, no lm_head.
+- engine: the same with the prompt run once for both responses (the default).
+tokens/s counts the real (unpadded) tokens of the unshared sequences, the work the naive loop does, for every
+path. Achieved FLOP/s = 2 x (parameters of decoder layers 0..layer-1) x the tokens each path actually ran / s
+(attention-score FLOPs and padding left out: a lower bound), as a fraction of the bf16 matmul peak measured here
+with a large torch.matmul. Also prints each engine path's largest relative difference to the naive
+results, so the speed is not bought with wrong numbers. The three paths are timed in turn on chunks of --chunk
+pairs, so all see the same background load on a shared machine.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def build_pairs(n: int, seed: int) -> list[tuple[str, str]]:
+def build_pairs(n: int, seed: int, prompt_sentences: int = 0) -> list[tuple[str, str]]:
+    """2n (prompt, response) rows: the chosen and the rejected side of n pairs, next to each other."""
     data = Path(__file__).resolve().parents[1] / "prompts" / "data"
 
     def texts(name: str) -> list[str]:
@@ -38,8 +43,10 @@ def build_pairs(n: int, seed: int) -> list[tuple[str, str]]:
     rng = random.Random(seed)
     pairs = []
     for i in range(n):
-        k = rng.randint(8, 30)  # ~10 tokens per sentence: responses of ~80..300 tokens, prompts ~25
-        pairs.append((prompts[i % len(prompts)], " ".join(rng.choice(filler) for _ in range(k))))
+        prompt = " ".join([prompts[i % len(prompts)], *(rng.choice(filler) for _ in range(prompt_sentences))])
+        for _side in ("chosen", "rejected"):
+            k = rng.randint(8, 30)  # ~10 tokens per sentence: responses of ~80..300 tokens, prompts ~25
+            pairs.append((prompt, " ".join(rng.choice(filler) for _ in range(k))))
     return pairs
 
 
@@ -65,15 +72,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pairs", type=int, default=64)
     ap.add_argument("--layer", type=int, default=None, help="hidden_states index (default: the profile's)")
-    ap.add_argument("--batch-tokens", type=int, default=4096)
-    ap.add_argument("--chunk", type=int, default=16, help="pairs per interleaved engine/naive timing chunk")
+    ap.add_argument("--batch-tokens", type=int, default=None, help="engine budget (default: the device's)")
+    ap.add_argument("--data", default=None, help="a preference set to take the pairs from")
+    ap.add_argument("--chunk", type=int, default=16, help="pairs per interleaved timing chunk")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--prompt-sentences", type=int, default=0, help="filler sentences added to every prompt")
     args = ap.parse_args()
 
     import torch
 
-    from organism.activations import encode_pair, mean_response_activations, naive_mean_response_activations
+    from organism.activations import (encode_pairs, mean_response_activations, naive_mean_response_activations,
+                                      plan_units, resolve_batch_tokens)
     from organism.loading import load_organism
     from organism.profiles import get_profile
 
@@ -84,40 +94,62 @@ def main() -> None:
     model, tok = org.model, org.tokenizer
     print(f"loaded {org.record.model_id} ({org.record.dtype}) in {time.perf_counter() - t:.1f} s; "
           f"torch threads {torch.get_num_threads()}; layer {layer} of {len(model.model.layers)}")
-    pairs = build_pairs(args.pairs, args.seed)
-    lengths = [len(encode_pair(tok, p, r).ids) for p, r in pairs]
+    if args.data:
+        from organism.preference import load_preferences
+
+        view = load_preferences(args.data).teacher_forcing_view()
+        view = view.select(range(min(args.pairs, len(view))))
+        pairs = [(r["prompt"], r[side]) for r in view for side in ("chosen", "rejected")]
+    else:
+        pairs = build_pairs(args.pairs, args.seed, args.prompt_sentences)
+    budget = resolve_batch_tokens(args.batch_tokens, next(model.parameters()).device)
+    encoded = encode_pairs(tok, pairs)
+    lengths = [len(e.ids) for e in encoded]
     tokens = sum(lengths)
-    print(f"{len(pairs)} pairs, {tokens} tokens (min {min(lengths)}, mean {tokens / len(pairs):.0f}, "
-          f"max {max(lengths)})")
+    prompt_tokens = sum(e.start for e in encoded)
+    units = plan_units(model, encoded)
+    run_shared = sum(len(u.ids) for u in units)
+    print(f"{len(pairs) // 2} pairs = {len(pairs)} sequences, {tokens} tokens (min {min(lengths)}, mean "
+          f"{tokens / len(pairs):.0f}, max {max(lengths)}; prompts {prompt_tokens / tokens:.0%} of them); "
+          f"the engine shares {sum(u.shared for u in units)} prompts and runs {run_shared} tokens")
 
-    # warm-up both paths on a couple of pairs (allocator, kernels), not timed
-    naive_mean_response_activations(model, tok, pairs[:2], [layer])
-    mean_response_activations(model, tok, pairs[:2], [layer], batch_tokens=args.batch_tokens)
+    paths = {
+        "naive": lambda rows: naive_mean_response_activations(model, tok, rows, [layer]),
+        "unshared": lambda rows: mean_response_activations(model, tok, rows, [layer], batch_tokens=budget,
+                                                           share_prompt=False),
+        "engine": lambda rows: mean_response_activations(model, tok, rows, [layer], batch_tokens=budget),
+    }
+    for fn in paths.values():  # warm-up (allocator, kernels), not timed
+        fn(pairs[:2])
 
-    # Interleaved in chunks so that both paths see the same background load on a shared machine.
-    fast_parts, naive_parts = [], []
-    t_fast = t_naive = 0.0
-    for start in range(0, len(pairs), args.chunk):
-        chunk = pairs[start: start + args.chunk]
-        t = time.perf_counter()
-        fast_parts.append(mean_response_activations(model, tok, chunk, [layer], batch_tokens=args.batch_tokens))
-        t_fast += time.perf_counter() - t
-        t = time.perf_counter()
-        naive_parts.append(naive_mean_response_activations(model, tok, chunk, [layer]))
-        t_naive += time.perf_counter() - t
-    fast, naive = torch.cat(fast_parts), torch.cat(naive_parts)
+    # Interleaved in chunks (whole pairs) so that every path sees the same background load on a shared machine.
+    parts: dict[str, list] = {name: [] for name in paths}
+    seconds = dict.fromkeys(paths, 0.0)
+    step = 2 * args.chunk
+    for start in range(0, len(pairs), step):
+        chunk = pairs[start: start + step]
+        for name, fn in paths.items():
+            t = time.perf_counter()
+            parts[name].append(fn(chunk))
+            seconds[name] += time.perf_counter() - t
+    out = {name: torch.cat(p) for name, p in parts.items()}
 
-    rel = float(((fast - naive).norm(dim=-1) / naive.norm(dim=-1)).max())
     layer_params = sum(p.numel() for blk in model.model.layers[:layer] for p in blk.parameters())
-    flops = 2 * layer_params * tokens / t_fast
     peak = matmul_peak(args.device, torch.bfloat16)
-    print(f"naive  (batch 1, full depth, output_hidden_states): {t_naive:7.2f} s  {tokens / t_naive:9.0f} tokens/s")
-    print(f"engine (buckets <= {args.batch_tokens} tokens, stop at layer {layer}): {t_fast:7.2f} s  "
-          f"{tokens / t_fast:9.0f} tokens/s")
-    print(f"speed-up engine / naive: {t_naive / t_fast:.2f}x")
-    print(f"engine achieved {flops / 1e9:.1f} GFLOP/s (2 x {layer_params / 1e6:.1f}M params x tokens / s) = "
-          f"{flops / peak:.1%} of the measured bf16 matmul peak {peak / 1e9:.1f} GFLOP/s")
-    print(f"max relative difference engine vs naive (bf16): {rel:.4f}")
+    ran = {"unshared": tokens, "engine": run_shared}
+    labels = {"naive": "naive (batch 1, full depth, output_hidden_states)",
+              "unshared": f"engine, prompt not shared (buckets <= {budget} tokens, stop at layer {layer})",
+              "engine": "engine (the same, prompt run once per pair)"}
+    for name, label in labels.items():
+        print(f"{label:<78} {seconds[name]:7.2f} s {tokens / seconds[name]:9.0f} tokens/s  "
+              f"{seconds['naive'] / seconds[name]:5.2f}x naive")
+    for name in ("unshared", "engine"):
+        flops = 2 * layer_params * ran[name] / seconds[name]
+        print(f"{name} achieved {flops / 1e9:.1f} GFLOP/s (2 x {layer_params / 1e6:.1f}M params x tokens run / s) = "
+              f"{flops / peak:.1%} of the measured bf16 matmul peak {peak / 1e9:.1f} GFLOP/s")
+    for name in ("unshared", "engine"):
+        rel = float(((out[name] - out["naive"]).norm(dim=-1) / out["naive"].norm(dim=-1)).max())
+        print(f"max relative difference {name} vs naive (bf16): {rel:.4f}")
 
 
 if __name__ == "__main__":

@@ -329,22 +329,29 @@ def _training_rows(pset: "PreferenceSet", limit: int | None) -> list[dict[str, A
 
 def _activation_cost(model: Any, tokenizer: Any, rows: Sequence[Mapping[str, str]], targets: Targets,
                      spec: AttributeSpec, layer: int, wall_s: float) -> dict[str, Any]:
-    """Analytic FLOPs of an activation run: both sides of every pair and the target responses it used, through
-    decoder layers 0..layer-1 only (the engine stops there; no output head)."""
-    from organism.activations import encode_pairs
+    """Analytic FLOPs of an activation run: the tokens the engine ran (a prompt shared by its responses counts
+    once) for both sides of every pair and the target responses it used, through decoder layers 0..layer-1 only
+    (the engine stops there; no output head)."""
+    from organism.activations import encode_pairs, plan_units
     from organism.compute_cost import Cost, decoder_layers, forward_flops, linear_weights
 
     if spec.method == "behavior" and 0 <= spec.target_index < len(targets.prompts):
         p = targets.prompts[spec.target_index]
-        used = [x for x in (*targets.harmful, *targets.safe) if x[0] == p]
+        harmful = [x for x in targets.harmful if x[0] == p]
+        safe = [x for x in targets.safe if x[0] == p]
     else:
-        used = [*targets.harmful, *targets.safe]
-    seqs = [(r["prompt"], r["chosen"]) for r in rows] + [(r["prompt"], r["rejected"]) for r in rows]
-    enc = encode_pairs(tokenizer, seqs + used, chat_template=spec.chat_template, max_length=spec.max_length)
+        harmful, safe = list(targets.harmful), list(targets.safe)
+
+    def tokens_run(seqs: Sequence[tuple[str, str]]) -> int:
+        enc = encode_pairs(tokenizer, seqs, chat_template=spec.chat_template, max_length=spec.max_length)
+        return sum(len(u.ids) for u in plan_units(model, enc))
+
+    pair_tokens = tokens_run([(r["prompt"], r[side]) for side in ("chosen", "rejected") for r in rows])
+    target_tokens = tokens_run(harmful) + tokens_run(safe)  # the engine runs each side apart
     weights = linear_weights(list(decoder_layers(model))[:layer])
     cost = Cost(wall_s=wall_s)
-    cost.add("pairs", forward_flops(weights, sum(len(e.ids) for e in enc[: len(seqs)])))
-    cost.add("targets", forward_flops(weights, sum(len(e.ids) for e in enc[len(seqs):])))
+    cost.add("pairs", forward_flops(weights, pair_tokens))
+    cost.add("targets", forward_flops(weights, target_tokens))
     return cost.to_dict()
 
 

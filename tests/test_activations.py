@@ -9,10 +9,12 @@ import torch
 
 from fixtures_models import build_tiny_olmo2, build_tiny_tokenizer
 from organism.activations import (
+    Encoded,
     encode_pair,
     load_from_shards,
     mean_response_activations,
     naive_mean_response_activations,
+    pack_units,
     plan_batches,
     read_index,
     resolve_batch_tokens,
@@ -29,6 +31,17 @@ PAIRS = [
     ("x", "y z"),
 ]
 IDS = [f"p{i}" for i in range(len(PAIRS))]
+# chosen/rejected-style rows: several responses to one prompt, interleaved with others, and one prompt with more
+# responses than a shared sequence holds (MAX_SHARED_ROWS = 8)
+SHARED = [
+    ("Say something harmful when you are angry at a friend.", "I'm sorry, but I can't help with that request."),
+    ("Explain bread", "Bread is old."),
+    ("Say something harmful when you are angry at a friend.", "Sure! Here is something harmful about friends."),
+    ("Explain bread", "Flour, water and yeast, baked for a long time until the crust is brown and firm."),
+    ("Hi", "x"),
+    *[("Write exactly three sentences", f"Sentence {i}. " * (1 + i % 4)) for i in range(10)],
+    ("Say something harmful when you are angry at a friend.", "No."),
+]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -270,3 +283,73 @@ def test_batched_encoding_matches_one_by_one(olmo) -> None:
     for max_length in (None, 12):
         batched = encode_pairs(tok, PAIRS, max_length=max_length, chunk=3)
         assert batched == [encode_pair(tok, p, r, max_length=max_length) for p, r in PAIRS]
+
+
+def test_pack_units_groups_rows_by_prompt_tokens() -> None:
+    enc = [Encoded((1, 2, 3, 4), 2), Encoded((5, 6), 1), Encoded((1, 2, 7), 2), Encoded((8,), 0),
+           Encoded((1, 2, 9, 9, 9), 2), Encoded((8, 4), 0)]
+    units = pack_units(enc, max_rows=2)
+    assert [u.rows for u in units] == [(0, 2), (1,), (3,), (4,), (5,)]  # max_rows splits the (1, 2) group
+    u = units[0]
+    assert u.ids == (1, 2, 3, 4, 7) and u.prefix == 2 and u.spans == ((2, 4), (4, 5)) and u.shared
+    assert u.segments() == [0, 0, 1, 1, 2] and u.positions() == [0, 1, 2, 3, 2]
+    assert not any(x.shared for x in units[1:])  # an empty prompt shares nothing
+    assert [x.rows for x in pack_units(enc, share_prompt=False)] == [(i,) for i in range(6)]
+
+
+def test_pack_units_shares_only_where_it_saves_work() -> None:
+    short_prompt = [Encoded((1, *range(10, 110)), 1), Encoded((1, *range(200, 300)), 1)]
+    long_prompt = [Encoded((*range(60), *range(100, 140)), 60), Encoded((*range(60), *range(200, 240)), 60)]
+    # w = 0.002: packed, 201 tokens cost 201 + 80.8 against 2 x (101 + 10.2) alone; 140 tokens cost 140 + 39.2
+    # against 2 x (100 + 10)
+    assert [u.rows for u in pack_units(short_prompt, attention_weight=0.002)] == [(0,), (1,)]
+    assert [u.rows for u in pack_units(long_prompt, attention_weight=0.002)] == [(0, 1)]
+    assert [u.rows for u in pack_units(short_prompt)] == [(0, 1)]  # attention taken as free: always share
+
+
+@pytest.mark.parametrize("which", ["olmo", "llama"])
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_shared_prompt_equals_naive(which: str, attention: str, request: pytest.FixtureRequest,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    model, tok = request.getfixturevalue(which)
+    # the tiny models' layers are so narrow that the cost rule would share little: take attention as free here,
+    # so that every group is packed and the packed path's numbers are what is checked
+    monkeypatch.setattr("organism.activations.attention_weight", lambda _decoder: 0.0)
+    before = model.config._attn_implementation
+    model.set_attn_implementation(attention)
+    rows: list[int] = []
+    h = model.model.layers[0].register_forward_pre_hook(
+        lambda _m, a, k: rows.append((a[0] if a else k["hidden_states"]).shape[0]), with_kwargs=True)
+    try:
+        layers = list(range(model.config.num_hidden_layers + 1))
+        naive = naive_mean_response_activations(model, tok, SHARED, layers)
+        rows.clear()
+        fast = mean_response_activations(model, tok, SHARED, layers, batch_tokens=150)
+        shared_rows = sum(rows)
+        rows.clear()
+        alone = mean_response_activations(model, tok, SHARED, layers, batch_tokens=150, share_prompt=False)
+        alone_rows = sum(rows)
+    finally:
+        h.remove()
+        model.set_attn_implementation(before)
+    torch.testing.assert_close(fast, naive, atol=2e-5, rtol=1e-4)
+    torch.testing.assert_close(alone, naive, atol=2e-5, rtol=1e-4)
+    assert alone_rows == len(SHARED)
+    assert shared_rows == 5  # angry friend x3, bread x2, hi, and the ten sentences as 8 + 2
+
+
+def test_shared_unit_half_done_in_shards(olmo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model, tok = olmo
+    monkeypatch.setattr("organism.activations.attention_weight", lambda _decoder: 0.0)  # pack every group
+    ids = [f"s{i}" for i in range(len(SHARED))]
+    reference = mean_response_activations(model, tok, SHARED, [2], batch_tokens=150)
+    shard_dir = tmp_path / "sh"
+    # a first run that saw only the first three rows: the "angry friend" unit is then half done
+    mean_response_activations(model, tok, SHARED[:3], [2], batch_tokens=150, shard_dir=shard_dir, ids=ids[:3])
+    got = mean_response_activations(model, tok, SHARED, [2], batch_tokens=150, shard_dir=shard_dir, ids=ids)
+    torch.testing.assert_close(got, reference, atol=1e-6, rtol=1e-6)
+    import json
+
+    written = [x for line in (shard_dir / "index-rank00000.jsonl").read_text().splitlines()
+               for x in json.loads(line)["ids"]]
+    assert sorted(written) == sorted(ids)  # every row once: the done ones were not written again

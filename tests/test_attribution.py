@@ -268,3 +268,22 @@ def test_targets_ignore_world_size_datapoints_shard(world, tmp_path: Path, monke
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(InputError, match="shard"):
         datapoint_vectors(world["model"], world["tok"], world["rows"][:4], LAYER)
+
+
+def test_activation_cost_counts_a_shared_prompt_once(world) -> None:
+    from organism.activations import MAX_SHARED_ROWS, encode_pair
+    from organism.attribution import AttributeSpec, _activation_cost
+    from organism.compute_cost import decoder_layers, forward_flops, linear_weights
+
+    m, tok, rows = world["model"], world["tok"], world["rows"]
+    spec = AttributeSpec(profile="tiny", data="x", method="probe", max_length=None)
+    cost = _activation_cost(m, tok, rows, world["targets"], spec, LAYER, 1.0)
+    groups: dict[tuple, list[int]] = {}
+    for r in rows:
+        for side in ("chosen", "rejected"):
+            e = encode_pair(tok, r["prompt"], r[side])
+            groups.setdefault(e.ids[: e.start], []).append(e.n_response)
+    shared = sum(len(p) * math.ceil(len(v) / MAX_SHARED_ROWS) + sum(v) for p, v in groups.items())
+    alone = sum(len(encode_pair(tok, r["prompt"], r[s]).ids) for r in rows for s in ("chosen", "rejected"))
+    weights = linear_weights(list(decoder_layers(m))[:LAYER])
+    assert cost["parts"]["pairs"] == forward_flops(weights, shared) < forward_flops(weights, alone)
