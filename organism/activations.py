@@ -154,10 +154,9 @@ def can_share_prompt(model: Any) -> bool:
 def attention_weight(decoder: Any) -> float:
     """FLOPs of one attention score pair (q.k and the weighted value: 4 x the attention width) over those of one
     token through a decoder layer's linear maps (2 x their weights)."""
-    import torch
+    from organism.compute_cost import linear_weights
 
-    layer = decoder.layers[0]
-    weights = sum(m.weight.numel() for m in layer.modules() if isinstance(m, torch.nn.Linear))
+    weights = linear_weights([decoder.layers[0]])
     config = getattr(decoder, "config", None)
     heads = getattr(config, "num_attention_heads", None)
     head_dim = getattr(config, "head_dim", None) or (config.hidden_size // heads if heads else None)
