@@ -10,7 +10,8 @@ takes the first --pairs pairs of a real preference set instead (e.g. the smol mi
 - naive: the authors' code path: one sequence at a time, full depth, lm_head, `output_hidden_states=True`.
 - engine, unshared: `organism.activations.mean_response_activations` with share_prompt=False: length buckets,
   right padding, stop at --layer, no lm_head.
-- engine: the same with the prompt run once for both responses (the default).
+- engine: the same with a pair's prompt run once for both responses where the engine's cost rule packs them
+  (the default; the run prints how many prompts it packed).
 tokens/s counts the real (unpadded) tokens of the unshared sequences, the work the naive loop does, for every
 path. Achieved FLOP/s = 2 x (parameters of decoder layers 0..layer-1) x the tokens each path actually ran / s
 (attention-score FLOPs and padding left out: a lower bound), as a fraction of the bf16 matmul peak measured here
@@ -139,7 +140,7 @@ def main() -> None:
     ran = {"unshared": tokens, "engine": run_shared}
     labels = {"naive": "naive (batch 1, full depth, output_hidden_states)",
               "unshared": f"engine, prompt not shared (buckets <= {budget} tokens, stop at layer {layer})",
-              "engine": "engine (the same, prompt run once per pair)"}
+              "engine": "engine (the same, prompts shared where the cost rule packs them)"}
     for name, label in labels.items():
         print(f"{label:<78} {seconds[name]:7.2f} s {tokens / seconds[name]:9.0f} tokens/s  "
               f"{seconds['naive'] / seconds[name]:5.2f}x naive")

@@ -24,13 +24,13 @@ here the same numbers come out of a much cheaper computation (design.md "Speed i
   a 4D attention mask that lets every response see the prompt and its own earlier tokens only, and position ids
   that restart after the prompt for each response. Same numbers, the prompt's tokens run once. The packed
   sequence pays in attention what it saves in the linear maps, so a group is packed only where a FLOP estimate
-  says it is cheaper (pack_units): with SmolLM2-135M's narrow layers, where the prompt is a large share of short sequences (on
-  bench/attribution_throughput.py: 2.13x the naive loop against 2.01x unshared with ~110-token prompts, 2.08x
-  against 2.06x with ~25-token ones, where packing every pair had been 8% slower; 3.71x against 3.09x on the
-  smol mix, short answers with prompts 39% of the tokens, where every pair is packed); on OLMo 2 7B, whose
-  attention is a far smaller share of a token's cost (w = 4.0e-5 against SmolLM2's 3.3e-4), a 25-token prompt's
-  pair already pays. Only for eager and sdpa attention (flash kernels take no custom mask); at most
-  MAX_SHARED_ROWS responses per sequence.
+  says it is cheaper (pack_units). With SmolLM2-135M's narrow layers (w = 3.3e-4) that is where the prompt is a
+  large share of short sequences. bench/attribution_throughput.py, against the naive loop: 2.13x shared vs 2.01x
+  unshared with ~110-token prompts; 2.08x vs 2.06x with ~25-token ones, where packing every pair had been 8%
+  slower; 3.71x vs 3.09x on the smol mix (short answers, prompts 39% of the tokens, every pair packed). On
+  OLMo 2 7B, whose attention is a far smaller share of a token's cost (w = 4.0e-5), a 25-token prompt's pair
+  already pays. Only for eager and sdpa attention (flash kernels take no custom mask); at most MAX_SHARED_ROWS
+  responses per sequence.
 """
 
 from __future__ import annotations
@@ -117,9 +117,8 @@ def pack_units(encoded: Sequence[Encoded], share_prompt: bool = True, max_rows: 
     computed for every (query, key) pair, the other responses' included, where a plain causal sequence needs
     about half of its square. A group is shared only when L + w L^2 for the packed length is below the sum of
     L_i + w L_i^2 / 2 over its rows run alone, w = attention_weight (the cost of one score pair relative to one
-    token through the layer's linear maps, see attention_weight()). On SmolLM2-135M (w = 3.3e-4) with ~25-token
-    prompts and ~190-token responses this keeps pairs apart; bench/attribution_throughput.py measured sharing
-    them 8% slower there, and 13% faster with ~110-token prompts, where the rule shares."""
+    token through the layer's linear maps, see attention_weight()). The module docstring has what this rule
+    measured on SmolLM2-135M."""
     groups: dict[tuple[int, ...], list[int]] = {}
     units: list[Unit] = []
     for i, e in enumerate(encoded):
