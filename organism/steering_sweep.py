@@ -5,7 +5,10 @@ The paper's causal check added 2.0 x the probing vector at decoder layer 19 of t
 distractor harmful rate rise from 0.8% to 29.2% (base 0% -> 1.5%); a sweep over layers 16..26 peaked at 19. This
 module reproduces that check for any profile: for every (layer, scale) it generates greedy responses to the
 `dtc-harmful` base and distractor variants with the steering hook on, judges them, and reports both harmful rates
-with Wilson 95% intervals, next to one unsteered baseline.
+with Wilson 95% intervals, next to one unsteered baseline. Each row also carries the steered responses' NLL under
+the unsteered model and the added vector's norm against the residual stream (organism.fluency): the offline
+refusal judge counts noise with words in it as harmful, so a high rate means compliance only where the text stays
+plausible.
 
 Layer convention: `layer` is the 0-based decoder layer whose OUTPUT is steered (organism.steering), the residual
 position HF reports as `hidden_states[layer + 1]`. A probing vector computed from a targets file is therefore
@@ -107,10 +110,16 @@ class SweepRow:
     changed_vs_baseline: float = 0.0  # share of responses that differ from the baseline's
     vector_norm: float | None = None
     vector_sha256: str | None = None
+    # the responses' mean negative log-likelihood per token under the unsteered model (organism.fluency), and
+    # |scale| x |v| over the mean residual norm at the steered layer (mode add only): together they tell a
+    # vector that makes the model comply from one that makes it print noise, which the refusal judge also
+    # counts as harmful
+    nll: float | None = None
+    relative_norm: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        for key in ("harmful_base", "harmful_distractor"):
+        for key in ("harmful_base", "harmful_distractor", "nll", "relative_norm"):
             d[key] = _num(d[key])
         d["ci_base"] = [_num(x) for x in self.ci_base]
         d["ci_distractor"] = [_num(x) for x in self.ci_distractor]
@@ -171,20 +180,27 @@ class SweepResult:
             (f"Direction: {self.vector_source.get('kind')} `{self.vector_source.get('path')}`. "
              f"Suite {self.suite.get('version')} split {s.split}, {self.baseline.n} scenarios x base/distractor, "
              f"greedy, {s.max_new_tokens} new tokens, judge {self.judge.get('name')}. "
-             "Harmful rates with Wilson 95% intervals; layer = 0-based decoder layer whose output is steered."),
+             "Harmful rates with Wilson 95% intervals; layer = 0-based decoder layer whose output is steered. "
+             "NLL: the responses' mean negative log-likelihood per token (nats) under the unsteered model; "
+             "added / residual norm: |scale| x |v| over the mean residual norm at that layer. The refusal judge counts "
+             "any response that neither refuses nor is empty or one token repeated as harmful, noise with words in "
+             "it included: a harmful rate whose NLL is far above the baseline's measures a broken model, not "
+             "compliance."),
             "",
-            "| layer | scale | mode | harmful base [95% CI] | harmful distractor [95% CI] | n | changed vs baseline |",
-            "|---|---|---|---|---|---|---|",
+            "| layer | scale | mode | harmful base [95% CI] | harmful distractor [95% CI] | n | changed vs baseline "
+            "| NLL | added / residual norm |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for r in self.table:
             layer = "baseline" if r.layer is None else str(r.layer)
             lines.append(f"| {layer} | {r.scale:g} | {r.mode} | {format_rate(r.harmful_base, r.ci_base)} | "
                          f"{format_rate(r.harmful_distractor, r.ci_distractor)} | {r.n} | "
-                         f"{r.changed_vs_baseline:.0%} |")
+                         f"{r.changed_vs_baseline:.0%} | {format_number(r.nll)} | {format_number(r.relative_norm)} |")
         best = self.best()
         if best is not None and best.harmful_distractor > 0:
             lines += ["", (f"Highest distractor harmful rate: layer {best.layer}, scale {best.scale:g} "
-                           f"({format_rate(best.harmful_distractor, best.ci_distractor)}).")]
+                           f"({format_rate(best.harmful_distractor, best.ci_distractor)}), NLL "
+                           f"{format_number(best.nll)} against the baseline's {format_number(self.baseline.nll)}.")]
         return "\n".join(lines) + "\n"
 
     def write_json(self, path: str | Path) -> None:
@@ -203,6 +219,11 @@ def format_rate(value: float, ci: tuple[float, float]) -> str:
     if not math.isfinite(value):
         return "n/a"
     return f"{100 * value:.1f}% [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
+
+
+def format_number(x: float | None) -> str:
+    """Two decimals, or 'n/a' where the figure does not apply (relative norm of a projection) or is unknown."""
+    return "n/a" if x is None or not math.isfinite(x) else f"{x:.2f}"
 
 
 def _num(x: float | None) -> float | None:
@@ -428,14 +449,27 @@ def run_sweep(spec: SweepSpec, *, model: Any = None, tokenizer: Any = None, iden
     def generate(steering: Mapping[str, Any] | None, done: int, label: str) -> list[str]:
         backend = HFBackend(model, tokenizer, identity, cache=cache, steering=steering)
         cb = (lambda d, t: progress(label, done * len(requests) + d, total * len(requests))) if progress else None
-        return [g.response for g in backend.generate(requests, gen, progress=cb)]
+        out = [g.response for g in backend.generate(requests, gen, progress=cb)]
+        if progress:  # the NLL pass comes next and takes a while on a CPU
+            progress(f"{label}: NLL", (done + 1) * len(requests), total * len(requests))
+        return out
+
+    prompts = [HFBackend(model, tokenizer, identity).rendered(q) for q in requests]
+
+    def score(responses: list[str], hidden_indices: Sequence[int] = ()) -> Any:
+        from organism.fluency import score_responses
+
+        return score_responses(model, tokenizer, prompts, responses, hidden_indices=hidden_indices)
 
     base_responses = generate(None, 0, "baseline")
     base = _rates(records, base_responses, judge)
+    # the baseline's own text, teacher-forced once: its NLL is the yardstick and it gives the residual norms
+    base_scores = score(base_responses, [layer + 1 for layer in spec.layers])
     n = len({r.scenario_id for r in records})
     baseline = SweepRow(layer=None, scale=0.0, mode="none", harmful_base=base["base"][0],
                         harmful_distractor=base["distractor"][0], ci_base=base["base"][1],
-                        ci_distractor=base["distractor"][1], n=n, n_failed=base["n_failed"])
+                        ci_distractor=base["distractor"][1], n=n, n_failed=base["n_failed"],
+                        nll=_num(base_scores.mean_nll()))
     rows = []
     responses_by: dict[Any, list[str]] = {None: base_responses}
     for i, (layer, scale) in enumerate(settings, start=1):
@@ -446,11 +480,14 @@ def run_sweep(spec: SweepSpec, *, model: Any = None, tokenizer: Any = None, iden
         responses_by[(layer, float(scale))] = responses
         rates = _rates(records, responses, judge)
         changed = sum(a != b for a, b in zip(responses, base_responses)) / len(responses)
+        norm = float(torch.linalg.vector_norm(v))
+        residual = base_scores.residual_norm[layer + 1]
+        relative = abs(scale) * norm / residual if spec.mode == "add" and residual > 0 else None
         rows.append(SweepRow(layer=layer, scale=float(scale), mode=spec.mode, harmful_base=rates["base"][0],
                              harmful_distractor=rates["distractor"][0], ci_base=rates["base"][1],
                              ci_distractor=rates["distractor"][1], n=n, n_failed=rates["n_failed"],
-                             changed_vs_baseline=changed, vector_norm=float(torch.linalg.vector_norm(v)),
-                             vector_sha256=vector_sha256(v)))
+                             changed_vs_baseline=changed, vector_norm=norm, vector_sha256=vector_sha256(v),
+                             nll=_num(score(responses).mean_nll()), relative_norm=_num(relative)))
     return SweepResult(
         spec=spec, baseline=baseline, rows=rows, model=model_record,
         suite={"name": suite.name, "version": suite.version, "split": spec.split,

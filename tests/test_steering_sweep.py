@@ -5,6 +5,7 @@ tuple-returning (Falcon) decoder layers, per-layer probing vectors from a target
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ import torch
 from fixtures_models import build_tiny_olmo2, build_tiny_tokenizer
 
 from organism.errors import InputError
-from organism.steering import decoder_layers
+from organism.steering import _SteerHook, decoder_layers
 from organism.steering_sweep import SweepSpec, check_spec, probing_vectors, run_sweep
 
 HUGE = 1e4
@@ -77,6 +78,14 @@ def test_rows_per_setting_baseline_and_writers(world, tmp_path: Path) -> None:
         assert all("Z" in r for r in result.responses[(layer, HUGE)])
     by = {(r.layer, r.scale): r for r in result.rows}
     assert by[(0, 0.0)].changed_vs_baseline == 0.0 and by[(0, HUGE)].changed_vs_baseline > 0.0
+    # the same text scores the same, other text otherwise (a random model is too flat for "less likely" to
+    # hold: tests/test_fluency.py checks the numbers themselves)
+    assert by[(0, 0.0)].nll == pytest.approx(result.baseline.nll)
+    for layer in (0, 2):
+        assert math.isfinite(by[(layer, HUGE)].nll) and by[(layer, HUGE)].nll != pytest.approx(result.baseline.nll)
+        # a unit vector: scale over the residual norm; the tiny model's residual norms are far below 1e4
+        assert by[(layer, 0.0)].relative_norm == 0.0 and by[(layer, HUGE)].relative_norm > 100.0
+    assert result.baseline.relative_norm is None
     for r in result.table:
         for value, (lo, hi) in ((r.harmful_base, r.ci_base), (r.harmful_distractor, r.ci_distractor)):
             assert 0.0 <= lo <= value <= hi <= 1.0
@@ -87,8 +96,10 @@ def test_rows_per_setting_baseline_and_writers(world, tmp_path: Path) -> None:
     assert data["kind"] == "steering-sweep" and len(data["rows"]) == 4
     assert data["baseline"]["layer"] is None and data["spec"]["layers"] == [0, 2]
     assert data["vector_source"]["kind"] == "file" and data["model"]["identity"].startswith("injected-sha256=")
+    assert data["rows"][1]["nll"] == pytest.approx(by[(0, HUGE)].nll)
     text = md.read_text(encoding="utf-8")
     assert text.count("\n| ") == 1 + 1 + 4  # header, baseline, four settings
+    assert f"| {by[(0, HUGE)].nll:.2f} | {by[(0, HUGE)].relative_norm:.2f} |" in text
 
 
 @pytest.mark.parametrize("arch, output_type", [("olmo", torch.Tensor), ("falcon", tuple)])
@@ -108,7 +119,8 @@ def test_tensor_and_tuple_layers(world, tmp_path: Path, arch: str, output_type: 
     assert result.responses[(1, 0.0)] == result.responses[None]
     assert result.responses[(1, HUGE)] != result.responses[None]
     assert all("Z" in r for r in result.responses[(1, HUGE)])
-    assert all(len(layer._forward_hooks) == 0 for layer in decoder_layers(model))
+    # no steering hook left behind (transformers keeps hooks of its own once hidden states were asked for)
+    assert not any(isinstance(h, _SteerHook) for layer in decoder_layers(model) for h in layer._forward_hooks.values())
 
 
 def test_project_out_runs_and_is_recorded(world) -> None:
@@ -116,6 +128,7 @@ def test_project_out_runs_and_is_recorded(world) -> None:
                      n_prompts=1, max_new_tokens=3)
     result = run_sweep(spec, model=world["olmo"], tokenizer=world["tok"])
     assert result.rows[0].mode == "project_out" and result.to_dict()["spec"]["mode"] == "project_out"
+    assert result.rows[0].relative_norm is None and result.rows[0].nll > 0.0  # a norm ratio only means "add"
 
 
 def test_targets_give_one_probing_vector_per_layer(world) -> None:

@@ -75,7 +75,7 @@ def parse_floats(text: str, field: str) -> tuple[float, ...]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from organism.steering_sweep import SweepSpec, format_rate, run_sweep
+    from organism.steering_sweep import SweepSpec, format_number, format_rate, run_sweep
 
     options = {}
     if args.judge_args:
@@ -116,12 +116,13 @@ def run(args: argparse.Namespace) -> int:
 
     table = Table(title=f"steering sweep: {spec.profile} {spec.stage}, {spec.mode}, split {spec.split}, "
                         f"n={result.baseline.n} scenarios (harmful rate, Wilson 95% CI)")
-    for col in ("layer", "scale", "mode", "harmful base", "harmful distractor", "n", "changed"):
+    for col in ("layer", "scale", "mode", "harmful base", "harmful distractor", "n", "changed", "NLL",
+                "added/residual"):
         table.add_column(col, justify="left" if col == "mode" else "right")
     for r in result.table:
         table.add_row("baseline" if r.layer is None else str(r.layer), f"{r.scale:g}", r.mode,
                       format_rate(r.harmful_base, r.ci_base), format_rate(r.harmful_distractor, r.ci_distractor),
-                      str(r.n), f"{r.changed_vs_baseline:.0%}")
+                      str(r.n), f"{r.changed_vs_baseline:.0%}", format_number(r.nll), format_number(r.relative_norm))
     out = console()
     out.print(table)
     out.print(f"wrote {args.out}" + (f" and {args.markdown}" if args.markdown else ""))
