@@ -52,18 +52,13 @@ def hf_token_logprobs(model: Any, tokenizer: Any) -> TokenLogprobs:
     """One right-padded forward pass per batch."""
     import torch
 
-    from organism.logprobs import next_token_logprobs
+    from organism.logprobs import next_token_logprobs, right_padded
 
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     def token_logprobs(sequences: Sequence[Sequence[int]]) -> list[list[float]]:
-        width = max(len(t) for t in sequences)
-        ids = torch.full((len(sequences), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(sequences), width), dtype=torch.long)
-        for row, toks in enumerate(sequences):
-            ids[row, : len(toks)] = torch.tensor(list(toks))
-            mask[row, : len(toks)] = 1
+        ids, mask = right_padded(sequences, pad)
         with torch.inference_mode():
             ids = ids.to(device)
             token_lp = next_token_logprobs(model(input_ids=ids, attention_mask=mask.to(device)).logits, ids).cpu()

@@ -39,7 +39,7 @@ def score_responses(model: Any, tokenizer: Any, prompts: Sequence[str], response
     with the chat template; both sides are tokenized without special tokens, as the generation backend does."""
     import torch
 
-    from organism.logprobs import next_token_logprobs
+    from organism.logprobs import next_token_logprobs, right_padded
 
     if len(prompts) != len(responses):
         raise ValueError(f"{len(prompts)} prompts for {len(responses)} responses")
@@ -59,21 +59,16 @@ def score_responses(model: Any, tokenizer: Any, prompts: Sequence[str], response
         rows = [i for i in order[start: start + batch_size] if r_ids[i]]
         if not rows:
             continue
-        width = max(len(p_ids[i]) + len(r_ids[i]) for i in rows)
-        ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        resp = torch.zeros((len(rows), width), dtype=torch.bool)
+        ids, mask = right_padded([list(p_ids[i]) + list(r_ids[i]) for i in rows], pad)
+        resp = torch.zeros_like(mask, dtype=torch.bool)
         for row, i in enumerate(rows):
-            p, r = len(p_ids[i]), len(r_ids[i])
-            ids[row, : p + r] = torch.tensor(list(p_ids[i]) + list(r_ids[i]))
-            mask[row, : p + r] = 1
-            resp[row, p: p + r] = True
+            resp[row, len(p_ids[i]): len(p_ids[i]) + len(r_ids[i])] = True
         with torch.inference_mode():
-            out = model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                        output_hidden_states=bool(indices))
-            token_lp = next_token_logprobs(out.logits, ids.to(device)).cpu()
+            ids = ids.to(device)
+            out = model(input_ids=ids, attention_mask=mask.to(device), output_hidden_states=bool(indices))
+            token_lp = next_token_logprobs(out.logits, ids).cpu()
             # the token at position t is predicted at t - 1; a response's first token needs a prompt token before it
-            scored = resp[:, 1:].clone()
+            scored = resp[:, 1:]
             for k in indices:
                 h = out.hidden_states[k].float()
                 norm_sum[k] += float(torch.linalg.vector_norm(h, dim=-1)[resp.to(h.device)].sum())
