@@ -456,10 +456,19 @@ def run_sweep(spec: SweepSpec, *, model: Any = None, tokenizer: Any = None, iden
 
     prompts = [HFBackend(model, tokenizer, identity).rendered(q) for q in requests]
 
-    def score(responses: list[str], hidden_indices: Sequence[int] = ()) -> Any:
-        from organism.fluency import score_responses
+    from organism.fluency import ResponseScores, score_responses
 
-        return score_responses(model, tokenizer, prompts, responses, hidden_indices=hidden_indices)
+    # (prompt index, response) -> NLL under the unsteered model, which never changes during the sweep: a response a
+    # weak setting leaves as the baseline's (or as another setting's) is scored once, not once per setting
+    known_nll: dict[tuple[int, str], float] = {}
+
+    def score(responses: list[str], hidden_indices: Sequence[int] = ()) -> ResponseScores:
+        todo = [i for i, r in enumerate(responses) if hidden_indices or (i, r) not in known_nll]
+        scored = score_responses(model, tokenizer, [prompts[i] for i in todo], [responses[i] for i in todo],
+                                 hidden_indices=hidden_indices)
+        known_nll.update(((i, responses[i]), x) for i, x in zip(todo, scored.nll))
+        return ResponseScores(nll=[known_nll[(i, r)] for i, r in enumerate(responses)],
+                              residual_norm=scored.residual_norm)
 
     base_responses = generate(None, 0, "baseline")
     base = _rates(records, base_responses, judge)

@@ -102,6 +102,32 @@ def test_rows_per_setting_baseline_and_writers(world, tmp_path: Path) -> None:
     assert f"| {by[(0, HUGE)].nll:.2f} | {by[(0, HUGE)].relative_norm:.2f} |" in text
 
 
+def test_responses_seen_before_are_not_scored_again(world, tmp_path: Path, monkeypatch) -> None:
+    import organism.fluency as fluency
+
+    scored: list[int] = []
+    real = fluency.score_responses
+
+    def counting(model, tokenizer, prompts, responses, **kw):
+        scored.append(len(responses))
+        return real(model, tokenizer, prompts, responses, **kw)
+
+    monkeypatch.setattr(fluency, "score_responses", counting)
+    vec = _token_vector(world["olmo"], world["tok"], tmp_path / "z.safetensors")
+    spec = SweepSpec(profile="olmo2-7b", vector=str(vec), layers=(0, 2), scales=(0.0, HUGE), **SMALL)
+    result = run_sweep(spec, model=world["olmo"], tokenizer=world["tok"])
+    seen: set[tuple[int, str]] = set()
+    expected = []
+    for key in (None, (0, 0.0), (0, HUGE), (2, 0.0), (2, HUGE)):
+        new = {(i, r) for i, r in enumerate(result.responses[key])} - seen
+        expected.append(len(new))
+        seen |= new
+    # baseline: all 4; scale 0 leaves the baseline's text, so nothing is scored for it
+    assert scored == expected and expected[:4] == [4, 0, 4, 0]
+    by = {(r.layer, r.scale): r for r in result.rows}
+    assert by[(0, 0.0)].nll == by[(2, 0.0)].nll == result.baseline.nll != by[(0, HUGE)].nll
+
+
 @pytest.mark.parametrize("arch, output_type", [("olmo", torch.Tensor), ("falcon", tuple)])
 def test_tensor_and_tuple_layers(world, tmp_path: Path, arch: str, output_type: type) -> None:
     model = world[arch]
