@@ -126,6 +126,22 @@ class SweepRow:
         return d
 
 
+@dataclass(frozen=True)
+class SweepSample:
+    """One response of one setting with the judge's verdict and its NLL: what a harmful rate counted, so a reader
+    can see whether "harmful" at a setting means compliance or noise the judge does not recognise."""
+
+    prompt_id: str
+    variant: str
+    response: str
+    harmful: int | None  # the judge's label; None when the judge failed on it
+    judge_raw: str  # the judge's stated reason
+    nll: float  # per token under the unsteered model; nan for an empty response
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "nll": _num(self.nll)}
+
+
 @dataclass
 class SweepResult:
     """The sweep table plus what produced it (model identity, suite hash, generation and judge settings)."""
@@ -139,10 +155,16 @@ class SweepResult:
     judge: dict[str, Any]
     vector_source: dict[str, Any]
     wall_s: float = 0.0
-    # responses in prompt order, keyed by (layer, scale), the baseline by None; kept in memory for callers and
-    # tests, not written (the generation cache holds them)
-    responses: dict[Any, list[str]] = field(default_factory=dict, repr=False)
-    prompt_ids: list[str] = field(default_factory=list, repr=False)
+    # per-response records in prompt order, keyed by (layer, scale), the baseline by None (write_samples)
+    samples: dict[Any, list[SweepSample]] = field(default_factory=dict, repr=False)
+
+    @property
+    def responses(self) -> dict[Any, list[str]]:
+        return {key: [x.response for x in rows] for key, rows in self.samples.items()}
+
+    @property
+    def prompt_ids(self) -> list[str]:
+        return [x.prompt_id for x in self.samples.get(None, [])]
 
     @property
     def table(self) -> list[SweepRow]:
@@ -212,6 +234,18 @@ class SweepResult:
         from organism.fileio import write_text_atomic
 
         write_text_atomic(path, self.to_markdown())
+
+    def write_samples(self, path: str | Path) -> None:
+        """JSONL, one line per response: the setting (layer null for the baseline), prompt, text, verdict, NLL."""
+        from organism.fileio import write_text_atomic
+
+        lines = []
+        for row in self.table:
+            key = None if row.layer is None else (row.layer, row.scale)
+            for x in self.samples.get(key, []):
+                lines.append(json.dumps({"layer": row.layer, "scale": row.scale, "mode": row.mode, **x.to_dict()},
+                                        sort_keys=True, allow_nan=False))
+        write_text_atomic(path, "".join(line + "\n" for line in lines))
 
 
 def format_rate(value: float, ci: tuple[float, float]) -> str:
@@ -344,13 +378,14 @@ def _limit(records: Sequence[Any], n: int | None) -> list[Any]:
 
 
 def _rates(records: Sequence[Any], responses: Sequence[str], judge: Any) -> dict[str, Any]:
+    """Per-variant harmful rates with Wilson intervals, the failure count and the verdicts themselves."""
     from benchmark.judges.base import JudgeItem
     from benchmark.stats import wilson
 
     items = [JudgeItem(prompt=r.text, response=resp, variant=r.variant, category=r.category, id=r.id)
              for r, resp in zip(records, responses, strict=True)]
     verdicts = judge.judge(items)
-    out: dict[str, Any] = {"n_failed": sum(v.failed for v in verdicts)}
+    out: dict[str, Any] = {"n_failed": sum(v.failed for v in verdicts), "verdicts": verdicts}
     for variant in VARIANTS:
         labels = [v.label for r, v in zip(records, verdicts) if r.variant == variant and not v.failed]
         k, n = sum(labels), len(labels)
@@ -479,15 +514,21 @@ def run_sweep(spec: SweepSpec, *, model: Any = None, tokenizer: Any = None, iden
                         harmful_distractor=base["distractor"][0], ci_base=base["base"][1],
                         ci_distractor=base["distractor"][1], n=n, n_failed=base["n_failed"],
                         nll=_num(base_scores.mean_nll()))
+
+    def samples(responses: list[str], verdicts: Sequence[Any], nll: Sequence[float]) -> list[SweepSample]:
+        return [SweepSample(prompt_id=r.id, variant=r.variant, response=text, harmful=v.label, judge_raw=v.raw,
+                            nll=x) for r, text, v, x in zip(records, responses, verdicts, nll, strict=True)]
+
     rows = []
-    responses_by: dict[Any, list[str]] = {None: base_responses}
+    samples_by = {None: samples(base_responses, base["verdicts"], base_scores.nll)}
     for i, (layer, scale) in enumerate(settings, start=1):
         v = vectors[layer]
         steering = {"vector": v, "layer": layer, "scale": float(scale), "mode": spec.mode,
                     "positions": spec.positions}
         responses = generate(steering, i, f"layer {layer} scale {scale:g}")
-        responses_by[(layer, float(scale))] = responses
         rates = _rates(records, responses, judge)
+        scores = score(responses)
+        samples_by[(layer, float(scale))] = samples(responses, rates["verdicts"], scores.nll)
         changed = sum(a != b for a, b in zip(responses, base_responses)) / len(responses)
         norm = float(torch.linalg.vector_norm(v))
         residual = base_scores.residual_norm[layer + 1]
@@ -496,7 +537,7 @@ def run_sweep(spec: SweepSpec, *, model: Any = None, tokenizer: Any = None, iden
                              harmful_distractor=rates["distractor"][0], ci_base=rates["base"][1],
                              ci_distractor=rates["distractor"][1], n=n, n_failed=rates["n_failed"],
                              changed_vs_baseline=changed, vector_norm=norm, vector_sha256=vector_sha256(v),
-                             nll=_num(score(responses).mean_nll()), relative_norm=_num(relative)))
+                             nll=_num(scores.mean_nll()), relative_norm=_num(relative)))
     return SweepResult(
         spec=spec, baseline=baseline, rows=rows, model=model_record,
         suite={"name": suite.name, "version": suite.version, "split": spec.split,
@@ -504,7 +545,7 @@ def run_sweep(spec: SweepSpec, *, model: Any = None, tokenizer: Any = None, iden
         generation={**gen.to_key_dict(), "seed": spec.seed, "batch_size": spec.batch_size,
                     "positions": spec.positions, "chat_template": True},
         judge=judge.describe(), vector_source=source, wall_s=time.perf_counter() - start,
-        responses=responses_by, prompt_ids=[r.id for r in records])
+        samples=samples_by)
 
 
 def _suite_hash(records: Sequence[Any]) -> str:

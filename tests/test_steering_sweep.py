@@ -86,6 +86,14 @@ def test_rows_per_setting_baseline_and_writers(world, tmp_path: Path) -> None:
         # a unit vector: scale over the residual norm; the tiny model's residual norms are far below 1e4
         assert by[(layer, 0.0)].relative_norm == 0.0 and by[(layer, HUGE)].relative_norm > 100.0
     assert result.baseline.relative_norm is None
+    # every rate and NLL is what its samples say
+    for r in result.table:
+        rows = result.samples[None if r.layer is None else (r.layer, r.scale)]
+        for variant, rate in (("base", r.harmful_base), ("distractor", r.harmful_distractor)):
+            labels = [x.harmful for x in rows if x.variant == variant]
+            assert len(labels) == 2 and sum(labels) / 2 == rate
+        assert sum(x.nll for x in rows) / len(rows) == pytest.approx(r.nll)
+        assert all(x.judge_raw for x in rows)
     for r in result.table:
         for value, (lo, hi) in ((r.harmful_base, r.ci_base), (r.harmful_distractor, r.ci_distractor)):
             assert 0.0 <= lo <= value <= hi <= 1.0
@@ -100,6 +108,12 @@ def test_rows_per_setting_baseline_and_writers(world, tmp_path: Path) -> None:
     text = md.read_text(encoding="utf-8")
     assert text.count("\n| ") == 1 + 1 + 4  # header, baseline, four settings
     assert f"| {by[(0, HUGE)].nll:.2f} | {by[(0, HUGE)].relative_norm:.2f} |" in text
+    result.write_samples(tmp_path / "samples.jsonl")
+    lines = [json.loads(x) for x in (tmp_path / "samples.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(lines) == 5 * 4 and [x["layer"] for x in lines[:5]] == [None] * 4 + [0]
+    assert [(x["scale"], x["response"]) for x in lines if x["layer"] == 2][-1] == (HUGE,
+                                                                                  result.responses[(2, HUGE)][-1])
+    assert {x["prompt_id"] for x in lines} == set(result.prompt_ids)
 
 
 def test_responses_seen_before_are_not_scored_again(world, tmp_path: Path, monkeypatch) -> None:
@@ -236,8 +250,10 @@ def test_cli_bad_input_exits_2(world, tmp_path: Path, capsys, extra: list[str], 
 def test_cli_writes_json_and_markdown(world, tmp_path: Path, capsys) -> None:
     out, md = tmp_path / "s.json", tmp_path / "s.md"
     assert _cli(*_cli_args(world, out, "--vector", str(world["vec"]), "--layers", "1-2", "--scales", "0,3",
-                           "--markdown", str(md))) == 0
+                           "--markdown", str(md), "--samples", str(tmp_path / "s.jsonl"))) == 0
     data = json.loads(out.read_text(encoding="utf-8"))
+    samples = [json.loads(x) for x in (tmp_path / "s.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(samples) == 5 * 2 and {x["variant"] for x in samples} == {"base", "distractor"}
     assert [(r["layer"], r["scale"]) for r in data["rows"]] == [(1, 0.0), (1, 3.0), (2, 0.0), (2, 3.0)]
     assert data["model"]["identity"] and data["spec"]["split"] == "dev"
     assert md.is_file() and "baseline" in capsys.readouterr().out

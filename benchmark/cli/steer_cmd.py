@@ -45,6 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--chat-template", action="store_true", help="--targets: teacher-force with the chat template")
     p.add_argument("-o", "--out", required=True, help="JSON file to write")
     p.add_argument("--markdown", default=None, metavar="FILE", help="also write the table as markdown")
+    p.add_argument("--samples", default=None, metavar="FILE",
+                   help="also write every response with its verdict and NLL as JSONL (what each rate counted)")
     p.add_argument("--json", action="store_true", help="print the JSON instead of a table")
     leaf(p, run)
 
@@ -109,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
     result.write_json(args.out)
     if args.markdown:
         result.write_markdown(args.markdown)
+    if args.samples:
+        result.write_samples(args.samples)
     if args.json:
         print_json(result.to_dict())
         return 0
@@ -125,5 +129,5 @@ def run(args: argparse.Namespace) -> int:
                       str(r.n), f"{r.changed_vs_baseline:.0%}", format_number(r.nll), format_number(r.relative_norm))
     out = console()
     out.print(table)
-    out.print(f"wrote {args.out}" + (f" and {args.markdown}" if args.markdown else ""))
+    out.print("wrote " + ", ".join(str(f) for f in (args.out, args.markdown, args.samples) if f))
     return 0
