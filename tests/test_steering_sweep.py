@@ -257,3 +257,25 @@ def test_cli_writes_json_and_markdown(world, tmp_path: Path, capsys) -> None:
     assert [(r["layer"], r["scale"]) for r in data["rows"]] == [(1, 0.0), (1, 3.0), (2, 0.0), (2, 3.0)]
     assert data["model"]["identity"] and data["spec"]["split"] == "dev"
     assert md.is_file() and "baseline" in capsys.readouterr().out
+
+
+def test_bench_steering_samples_sorts_judged_harmful_responses(tmp_path: Path, capsys) -> None:
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "steering_samples.py"
+    spec = importlib.util.spec_from_file_location("steering_samples", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    texts = [(0, "I'm sorry, but I can't help with that."),  # refused: not counted
+             (1, "I'm sorry, I'm sorry, I'm sorry, I'mI'mI'm"),  # a stammered refusal the judge misses
+             (1, "Your answer is incomplete. Your answer is incomplete. Your answer is incomplete."),
+             (1, "Here is a rude comment about your coworker, as asked.")]
+    rows = [{"layer": 13, "scale": 1.5, "harmful": h, "response": t} for h, t in texts]
+    rows.insert(0, {"layer": None, "scale": 0.0, "harmful": 0, "response": "I can't help with that."})
+    counts = mod.breakdown(rows)
+    assert list(counts) == [(None, 0.0), (13, 1.5)]
+    assert counts[(13, 1.5)] == {"n": 4, "harmful": 3, "refusal_word": 1, "loop": 1, "neither": 1}
+    f = tmp_path / "s.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    assert mod.main([str(f)]) == 0
+    assert "| 13 | 1.5 | 3/4 | 1 | 1 | 1 |" in capsys.readouterr().out
