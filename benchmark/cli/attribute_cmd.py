@@ -83,12 +83,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         ranking = attribute(spec)
     else:
-        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+        from benchmark.cli.progress import stage_progress
 
-        with Progress(SpinnerColumn(), TextColumn("{task.description}: {task.completed} sequences"),
-                      TimeElapsedColumn(), console=console(), transient=True) as bar:
-            task = bar.add_task(f"attribute ({args.method})", total=None)
-            ranking = attribute(spec, progress=lambda done: bar.update(task, completed=done))
+        with stage_progress() as bar:
+            ranking = attribute(spec, progress=lambda done: bar(f"attribute ({args.method}): sequences", done, None))
     summary = {"out": args.out, "method": ranking.method, "n": len(ranking), "top": list(ranking.top(5)),
                "parameters": dict(ranking.parameters)}
     if args.report:

@@ -117,7 +117,9 @@ def run(args: argparse.Namespace) -> int:
         result = run_causal_check(spec, Path(args.out))
         print_json(result.to_dict())
         return 0
-    with _Bars() as bars:
+    from benchmark.cli.progress import stage_progress
+
+    with stage_progress(_Bars) as bars:
         result = run_causal_check(spec, Path(args.out), progress=bars)
     from rich.table import Table
 

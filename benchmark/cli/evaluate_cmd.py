@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.cli.base import console, leaf, print_json
+from benchmark.cli.progress import stage_progress
 from organism.errors import InputError
 
 
@@ -149,7 +150,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         path, outcome = run_evaluation(args.spec, config, out_dir, overwrite=args.overwrite)
         print_json(outcome.results)
         return 0
-    with RichProgress() as progress:
+    with stage_progress(RichProgress) as progress:
         path, outcome = run_evaluation(args.spec, config, out_dir, overwrite=args.overwrite, progress=progress)
     print_summary(outcome.results, path, time.time() - t)
     return 0
@@ -165,7 +166,7 @@ def run_generate(args: argparse.Namespace) -> int:
     R.check_output_dir(out_dir, overwrite=args.overwrite)
     suites = E.load_suites(config)
     mut = E.build_model(spec, config)
-    with RichProgress() as progress:
+    with stage_progress(RichProgress) as progress:
         rows = E.generate_rows(mut, suites, config, progress)
     results = {"schema_version": R.SCHEMA_VERSION, "kind": "generations", "profile": config.profile,
                "model": {"identity": mut.identity}, "config": config.key_dict(),

@@ -49,9 +49,11 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         done = build_probe_targets(args.profile, args.out, settings)
     else:
-        with console().status("probe-targets") as status:
+        from benchmark.cli.progress import stage_progress
+
+        with stage_progress() as bar:
             done = build_probe_targets(args.profile, args.out, settings,
-                                       progress=lambda stage, d, t: status.update(f"probe-targets: {stage} {d}/{t}"))
+                                       progress=lambda stage, d, t: bar(f"probe-targets: {stage}", d, t))
     sel = done.selection
     summary = {"out": args.out, "summary": str(summary_path(args.out)), **sel.to_dict(),
                "condition_rates": done.meta["condition_rates"]}

@@ -101,13 +101,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         result = run_sweep(spec)
     else:
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+        from benchmark.cli.progress import stage_progress
 
-        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                      TimeElapsedColumn(), console=console(), transient=True) as bar:
-            task = bar.add_task("steer-sweep", total=None)
-            result = run_sweep(spec, progress=lambda label, done, total: bar.update(
-                task, description=label, completed=done, total=total))
+        with stage_progress() as bar:
+            result = run_sweep(spec, progress=bar)
     result.write_json(args.out)
     if args.markdown:
         result.write_markdown(args.markdown)
