@@ -15,25 +15,28 @@ class Clock:
         return self.t
 
 
-def test_lines_at_stage_changes_ends_and_at_most_every_interval() -> None:
+def test_quiet_at_first_then_lines_at_stage_changes_ends_and_at_most_every_interval() -> None:
     out, clock = io.StringIO(), Clock()
     p = LineProgress(out, every_s=30.0, clock=clock)
+    p("load", 0, 1)  # the first 30 s: quiet, so an input error right away stays the only line on stderr
+    p("load", 1, 1)
+    clock.t = 31.0
     p("generate", 0, 100)  # a new stage: printed
-    clock.t = 10.0
+    clock.t = 41.0
     p("generate", 10, 100)  # 10 s later: quiet
-    clock.t = 45.0
-    p("generate", 40, 100)  # 35 s after the last line: printed
+    clock.t = 75.0
+    p("generate", 40, 100)  # 44 s after the last line: printed
     p("generate", 41, 100)  # quiet again
     p("generate", 100, 100)  # the end of a stage: printed, once
     p("generate", 100, 100)
     clock.t = 125.0
     p("judge", 3, None)  # a new stage with no total
-    assert out.getvalue().splitlines() == ["[    0m00s] generate: 0/100", "[    0m45s] generate: 40/100",
-                                           "[    0m45s] generate: 100/100", "[    2m05s] judge: 3"]
+    assert out.getvalue().splitlines() == ["[    0m31s] generate: 0/100", "[    1m15s] generate: 40/100",
+                                           "[    1m15s] generate: 100/100", "[    2m05s] judge: 3"]
 
 
 def test_off_a_terminal_the_callback_prints_lines(capsys) -> None:
-    with stage_progress() as progress:  # pytest's captured stdout is not a terminal
+    with stage_progress(every_s=0.0) as progress:  # pytest's captured stdout is not a terminal
         progress("attribute (probe): sequences", 12, None)
     captured = capsys.readouterr()
-    assert "attribute (probe): sequences: 12" in captured.err and captured.out == ""
+    assert "] attribute (probe): sequences: 12" in captured.err and captured.out == ""

@@ -2,8 +2,9 @@
 
 Why: rich draws nothing when its console is not a terminal, so a gradient attribution or a causal check run under
 nohup or a batch scheduler (an hour or more on a CPU) wrote nothing to its log until it ended, and nobody could tell
-a slow run from a stuck one. Off a terminal a stage's first and last updates are printed, and in between at most one
-line every `every_s` seconds.
+a slow run from a stuck one. Off a terminal nothing is printed in a command's first `every_s` seconds (so input
+rejected at once still gives its one-line error and nothing else on stderr); after that a stage's first and last
+updates are printed, and in between at most one line every `every_s` seconds.
 """
 
 from __future__ import annotations
@@ -29,11 +30,13 @@ class LineProgress:
         self._every_s = every_s
         self._clock = clock
         self._start = clock()
-        self._last_at = -float("inf")
+        self._last_at = self._start
         self._last: tuple[str, int] | None = None
 
     def __call__(self, stage: str, done: int, total: int | None = None) -> None:
         now = self._clock()
+        if now - self._start < self._every_s:
+            return
         new_stage = self._last is None or self._last[0] != stage
         finished = total is not None and done >= total
         if self._last == (stage, done) or not (new_stage or finished or now - self._last_at >= self._every_s):
@@ -67,10 +70,10 @@ class RelabelledBar:
 
 
 @contextmanager
-def stage_progress(rich_bars: Callable[[], Any] = RelabelledBar) -> Iterator[StageCallback]:
+def stage_progress(rich_bars: Callable[[], Any] = RelabelledBar, every_s: float = 30.0) -> Iterator[StageCallback]:
     """`rich_bars()` (a context manager that is also the callback) on a terminal, LineProgress off one."""
     if console().is_terminal:
         with rich_bars() as bars:
             yield bars
     else:
-        yield LineProgress()
+        yield LineProgress(every_s=every_s)
