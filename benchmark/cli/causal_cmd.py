@@ -14,6 +14,7 @@ from typing import Any
 
 from benchmark.cli.base import console, leaf, print_json
 from benchmark.cli.evaluate_cmd import add_run_flags
+from benchmark.cli.progress import RichBars, stage_progress
 from organism.errors import InputError
 
 
@@ -84,23 +85,13 @@ def spec_from_args(args: argparse.Namespace) -> Any:
         batch_size=batch, n_boot=args.n_boot, baseline=args.baseline or None)
 
 
-class _Bars:
+class _Bars(RichBars):
     """Two rich bars: runs done, and the current run's stage (one bar, relabelled, instead of one per stage)."""
 
     def __init__(self) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self._p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                           console=console(), transient=True)
+        super().__init__()
         self._runs = self._p.add_task("runs", total=None)
         self._stage = self._p.add_task("", total=None)
-
-    def __enter__(self) -> "_Bars":
-        self._p.__enter__()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._p.__exit__(*exc)
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         task = self._runs if stage == "runs" else self._stage
@@ -117,8 +108,6 @@ def run(args: argparse.Namespace) -> int:
         result = run_causal_check(spec, Path(args.out))
         print_json(result.to_dict())
         return 0
-    from benchmark.cli.progress import stage_progress
-
     with stage_progress(_Bars) as bars:
         result = run_causal_check(spec, Path(args.out), progress=bars)
     from rich.table import Table

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.cli.base import console, leaf, print_json
-from benchmark.cli.progress import stage_progress
+from benchmark.cli.progress import RichBars, stage_progress
 from organism.errors import InputError
 
 
@@ -117,22 +117,12 @@ def default_output_dir(args: argparse.Namespace, suffix: str = "") -> Path:
     return Path("runs") / f"{args.profile or 'smol'}-{name}{suffix}"
 
 
-class RichProgress:
+class RichProgress(RichBars):
     """One rich bar per stage, fed by the library's progress(stage, done, total) callback."""
 
     def __init__(self) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self._p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                           console=console(), transient=False)
+        super().__init__(transient=False)
         self._tasks: dict[str, Any] = {}
-
-    def __enter__(self) -> "RichProgress":
-        self._p.__enter__()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._p.__exit__(*exc)
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         if stage not in self._tasks:

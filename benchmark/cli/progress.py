@@ -48,22 +48,30 @@ class LineProgress:
         print(f"[{elapsed // 60:>5}m{elapsed % 60:02d}s] {stage}: {count}", file=stream, flush=True)
 
 
-class RelabelledBar:
-    """One rich bar whose label follows the stage (a sweep's settings, one attribution's sequences)."""
+class RichBars:
+    """The rich display every command's bars share (label, bar, done/total, elapsed); subclasses decide which bar
+    an update goes to by defining __call__(stage, done, total)."""
 
-    def __init__(self) -> None:
+    def __init__(self, transient: bool = True) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self._p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                           console=console(), transient=True)
-        self._task = self._p.add_task("", total=None)
+                           console=console(), transient=transient)
 
-    def __enter__(self) -> RelabelledBar:
+    def __enter__(self) -> RichBars:
         self._p.__enter__()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self._p.__exit__(*exc)
+
+
+class RelabelledBar(RichBars):
+    """One rich bar whose label follows the stage (a sweep's settings, one attribution's sequences)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._task = self._p.add_task("", total=None)
 
     def __call__(self, stage: str, done: int, total: int | None = None) -> None:
         self._p.update(self._task, description=stage, completed=done, total=total)
