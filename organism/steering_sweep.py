@@ -489,7 +489,8 @@ def run_sweep(spec: SweepSpec, *, model: Any = None, tokenizer: Any = None, iden
             progress(f"{label}: NLL", (done + 1) * len(requests), total * len(requests))
         return out
 
-    prompts = [HFBackend(model, tokenizer, identity).rendered(q) for q in requests]
+    render = HFBackend(model, tokenizer, identity).rendered  # one backend renders every prompt
+    prompts = [render(q) for q in requests]
 
     from organism.fluency import ResponseScores, score_responses
 
