@@ -49,7 +49,7 @@ GEN_KWARGS = ("max_new_tokens", "temperature", "top_p")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 # progress(stage, done, total), as in benchmark.evaluate; "runs" counts finished (method, k, action) runs.
-Progress = Callable[[str, int, int], None]
+Progress = Callable[[str, int, int | None], None]
 
 
 @dataclass(frozen=True)

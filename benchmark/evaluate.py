@@ -25,7 +25,7 @@ DEFAULT_SUITES = (M.HARMFUL_SUITE, M.BENIGN_SUITE, M.IF_SUITE, M.MCQ_SUITE)
 GENERATIVE = (M.HARMFUL_SUITE, M.BENIGN_SUITE, M.IF_SUITE)
 
 # progress(stage, done, total): the CLI draws rich bars from it; None means quiet.
-Progress = Callable[[str, int, int], None]
+Progress = Callable[[str, int, int | None], None]
 
 
 @dataclass(frozen=True)
@@ -159,10 +159,11 @@ def retrain_for_spec(spec: Any, config: EvalConfig, progress: Progress | None = 
 
     data = spec.to_dict()["data"]  # the ranking path there is already absolute (resolved when the spec loaded)
     if progress:
-        progress("retrain", 0, 1)
+        progress("retrain", 0, None)  # the step count is known once the trainer has batched the data
     outcome = retrain_data_mitigation(config.profile, data, spec_hash=_spec_hash(spec),
-                                      source=getattr(spec, "source", None) or "spec")
-    if progress:
+                                      source=getattr(spec, "source", None) or "spec",
+                                      on_step=(lambda step, total: progress("retrain", step, total)) if progress else None)
+    if progress and outcome.status == "cached":
         progress("retrain", 1, 1)
     return outcome
 

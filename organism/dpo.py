@@ -38,7 +38,7 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -456,6 +456,7 @@ def train_dpo(
     progress: bool = True,
     resume: bool = True,
     accelerator: Any = None,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> TrainResult:
     """Train `model` (M0, also the reference) with DPO on `pairs`; write the adapter or model under `out_dir`.
 
@@ -464,6 +465,9 @@ def train_dpo(
     With `resume`, the latest complete checkpoint in out_dir/checkpoints is loaded (it must come from the same
     model, data and training config) and the consumed batches are skipped. Pass `accelerator` when the model was
     loaded under it (DeepSpeed ZeRO-3 init needs the Accelerator to exist before from_pretrained).
+    `on_step(step, total_steps)` is called on the main process after every optimizer step (and once at the start,
+    with the resumed step): a retrain inside an evaluation can take most of an hour, and its caller's progress
+    display is the only sign of life off a terminal.
     """
     from accelerate import Accelerator
     from accelerate.utils import set_seed
@@ -567,6 +571,9 @@ def train_dpo(
 
             model.train()
             task = bar.add_task("DPO", total=total_steps, completed=global_step, stats="") if bar else None
+            report = on_step if on_step is not None and accelerator.is_main_process else None
+            if report:
+                report(global_step, total_steps)
             stopped = False
             run_start = time.perf_counter()
             step_start = time.perf_counter()
@@ -620,6 +627,8 @@ def train_dpo(
                     if bar:
                         bar.update(task, advance=1, stats=(f"loss {row['loss']:.4f}  acc {row['reward_acc']:.2f}  "
                                                            f"margin {row['margin']:+.3f}"))
+                    if report:
+                        report(global_step, total_steps)
                     if config.checkpoint_every and global_step % config.checkpoint_every == 0:
                         _save_checkpoint(accelerator, ckpt_root, global_step, {
                             "step": global_step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,

@@ -18,7 +18,7 @@ import hashlib
 import json
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,11 +158,13 @@ def _contamination(before: Any, record: Any) -> dict[str, Any] | None:
 
 
 def retrain_data_mitigation(profile: Any, data_spec: Mapping[str, Any], *, spec_hash: str, source: str = "spec",
-                            base_dir: str | Path | None = None, progress: bool = False) -> RetrainOutcome:
+                            base_dir: str | Path | None = None, progress: bool = False,
+                            on_step: Callable[[int, int], None] | None = None) -> RetrainOutcome:
     """Apply `data_spec` (the spec's `data` block: action, ranking, top_n, ...) to the profile's preference mix,
     retrain DPO from M0 on the result (or reuse the cached retrain) and say what was done.
 
-    `source` names the spec in errors; relative ranking paths resolve against `base_dir`.
+    `source` names the spec in errors; relative ranking paths resolve against `base_dir`. `on_step(step, total)`
+    follows the training (organism.dpo.train_dpo); a cached retrain calls it never.
     """
     from organism import dpo
     from organism.interventions import apply_intervention
@@ -186,7 +188,8 @@ def retrain_data_mitigation(profile: Any, data_spec: Mapping[str, Any], *, spec_
     if done is None:
         pairs = list(mitigated.training_view())  # drops every column but id, prompt and the two completions
         result = dpo.train_dpo(loaded.model, loaded.tokenizer, identity, pairs, config, folder,
-                               ref_cache_dir=dpo.default_ref_cache_dir(), progress=progress, resume=True)
+                               ref_cache_dir=dpo.default_ref_cache_dir(), progress=progress, resume=True,
+                               on_step=on_step)
         if not result.completed:
             raise RuntimeError(f"retraining stopped at step {result.steps} of {result.total_steps}; "
                                f"run again to resume from {folder / 'checkpoints'}")

@@ -98,7 +98,10 @@ def test_installed_mix_is_the_profiles_preference_set(smol_tiny):
 
 def test_data_spec_retrains_then_reuses_the_cached_adapter(smol_tiny, tmp_path, monkeypatch):
     spec = _spec(tmp_path, smol_tiny["ranking"])
-    path, first = run_evaluation(spec, FAST, tmp_path / "run1")
+    events = []
+    path, first = run_evaluation(spec, FAST, tmp_path / "run1", progress=lambda *e: events.append(e))
+    # the retrain reports its optimizer steps (a real one runs for most of an hour), not just its start and end
+    assert [e[1:] for e in events if e[0] == "retrain"] == [(0, None), *((i, 5) for i in range(6))]
     results, _ = R.read_run(path)
     rt = results["retrain"]
     assert rt["status"] == "trained" and rt["kind"] == "lora"
@@ -116,7 +119,9 @@ def test_data_spec_retrains_then_reuses_the_cached_adapter(smol_tiny, tmp_path, 
     assert results["mitigation"]["kind"] == "data" and set(results["references"]) == {"m0", "m1"}
 
     monkeypatch.setattr(dpo, "train_dpo", _no_training)
-    path2, second = run_evaluation(spec, FAST, tmp_path / "run2")
+    events.clear()
+    path2, second = run_evaluation(spec, FAST, tmp_path / "run2", progress=lambda *e: events.append(e))
+    assert [e[1:] for e in events if e[0] == "retrain"] == [(0, None), (1, 1)]
     again, _ = R.read_run(path2)
     assert again["retrain"]["status"] == "cached" and again["retrain"]["key"] == rt["key"]
     assert again["retrain"]["adapter_sha256"] == rt["adapter_sha256"]
@@ -165,7 +170,10 @@ def test_interrupted_retrain_resumes(smol_tiny, tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="stopped at step 2 of 5"):
         retraining.retrain_data_mitigation("smol", spec.to_dict()["data"], spec_hash=spec_hash(spec))
     monkeypatch.setattr(retraining, "retraining_recipe", real)
-    out = retraining.retrain_data_mitigation("smol", spec.to_dict()["data"], spec_hash=spec_hash(spec))
+    steps = []
+    out = retraining.retrain_data_mitigation("smol", spec.to_dict()["data"], spec_hash=spec_hash(spec),
+                                             on_step=lambda *s: steps.append(s))
+    assert steps == [(2, 5), (3, 5), (4, 5), (5, 5)]  # counted from the checkpoint it resumed
     assert out.status == "resumed" and out.record["train"]["resumed_from_step"] == 2
     assert out.record["train"]["steps"] == 5 and not (out.folder / "checkpoints").exists()
 

@@ -93,7 +93,7 @@ class _Bars(RichBars):
         self._runs = self._p.add_task("runs", total=None)
         self._stage = self._p.add_task("", total=None)
 
-    def __call__(self, stage: str, done: int, total: int) -> None:
+    def __call__(self, stage: str, done: int, total: int | None) -> None:
         task = self._runs if stage == "runs" else self._stage
         self._p.update(task, description=stage, completed=done, total=total)
 

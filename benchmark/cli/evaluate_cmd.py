@@ -124,7 +124,7 @@ class RichProgress(RichBars):
         super().__init__(transient=False)
         self._tasks: dict[str, Any] = {}
 
-    def __call__(self, stage: str, done: int, total: int) -> None:
+    def __call__(self, stage: str, done: int, total: int | None) -> None:
         if stage not in self._tasks:
             self._tasks[stage] = self._p.add_task(stage, total=total)
         self._p.update(self._tasks[stage], completed=done, total=total)
