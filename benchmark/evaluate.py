@@ -160,9 +160,9 @@ def retrain_for_spec(spec: Any, config: EvalConfig, progress: Progress | None = 
     data = spec.to_dict()["data"]  # the ranking path there is already absolute (resolved when the spec loaded)
     if progress:
         progress("retrain", 0, None)  # the step count is known once the trainer has batched the data
+    on_step = (lambda step, total: progress("retrain", step, total)) if progress else None
     outcome = retrain_data_mitigation(config.profile, data, spec_hash=_spec_hash(spec),
-                                      source=getattr(spec, "source", None) or "spec",
-                                      on_step=(lambda step, total: progress("retrain", step, total)) if progress else None)
+                                      source=getattr(spec, "source", None) or "spec", on_step=on_step)
     if progress and outcome.status == "cached":
         progress("retrain", 1, 1)
     return outcome
