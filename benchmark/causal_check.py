@@ -387,11 +387,20 @@ def _finished(run_dir: Path, spec_path: Path, config: EvalConfig) -> dict[str, A
         return None
     want_hash = spec_hash(load_spec(spec_path, profile=config.profile))
     want_config = json.loads(json.dumps(config.key_dict()))
-    if results.get("mitigation", {}).get("hash") != want_hash or results.get("config") != want_config:
-        what = ("spec (ranking file, action or k)" if results.get("mitigation", {}).get("hash") != want_hash
-                else "evaluation configuration")
-        raise InputError(run_dir, "results.json", f"holds a finished run with a different {what}; choose another "
-                                                  "output folder, or delete this run to redo it")
+    if results.get("mitigation", {}).get("hash") != want_hash:
+        raise InputError(run_dir, "results.json", "holds a finished run with a different spec (ranking file, "
+                                                  "action or k); choose another output folder, or delete this "
+                                                  "run to redo it")
+    have_config = results.get("config") or {}
+    differing = sorted(k for k in set(want_config) | set(have_config) if want_config.get(k) != have_config.get(k))
+    if differing:
+        shown = ", ".join(f"{k} {have_config.get(k)!r} there, {want_config.get(k)!r} asked" for k in differing)
+        hint = (f" (or re-grade its saved generations in place: `organism-bench rejudge {run_dir} --judge "
+                f"{want_config.get('judge')} --output-dir {run_dir} --overwrite`)"
+                if set(differing) <= {"judge", "judge_options", "judge_version"} else "")
+        raise InputError(run_dir, "results.json", f"holds a finished run with a different evaluation "
+                                                  f"configuration ({shown}); choose another output folder, or "
+                                                  f"delete this run to redo it{hint}")
     return results
 
 

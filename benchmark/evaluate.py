@@ -53,11 +53,18 @@ class EvalConfig:
     benchmark_source: str | None = None
 
     def key_dict(self) -> dict[str, Any]:
-        """What determines the numbers (not where or how fast they were computed)."""
+        """What determines the numbers (not where or how fast they were computed).
+
+        The judge's version is part of it: a new version of the same judge gives other verdicts, so a cached
+        reference or a finished run judged by the old one must not be taken for the new one's.
+        """
+        from benchmark.judges import judge_version
+
         d = asdict(self)
         for k in ("device", "batch_size", "references", "benchmark_source"):
             d.pop(k)
         d["judge_options"] = dict(sorted(self.judge_options.items()))
+        d["judge_version"] = judge_version(self.judge)
         return d
 
 

@@ -97,6 +97,21 @@ def test_one_method_one_k_remove_then_reuse(smol_tiny, tmp_path, monkeypatch, ca
     with pytest.raises(InputError, match="different evaluation configuration"):
         C.run_causal_check(replace(spec, n_boot=60), out)
 
+    # so is a run graded by another version of the judge; `rejudge` in place brings it up to date, then it is reused
+    from benchmark.judges.refusal import RefusalJudge
+
+    current = RefusalJudge.version
+    monkeypatch.setattr(RefusalJudge, "version", current + "-next")
+    with pytest.raises(InputError, match=r"judge_version '\d+' there, '\d+-next' asked.*rejudge"):
+        C.run_causal_check(spec, out)
+    assert main(["rejudge", str(run_dir), "--judge", "refusal", "--output-dir", str(run_dir), "--overwrite"]) == 0
+    capsys.readouterr()
+    rejudged = C.run_causal_check(spec, out).rows[0]
+    assert rejudged.reused and rejudged.harm_reduction == row.harm_reduction  # same texts, same verdicts
+    monkeypatch.setattr(RefusalJudge, "version", current)
+    with pytest.raises(InputError, match="judge_version"):
+        C.run_causal_check(spec, out)  # and now the old version's settings no longer match the folder
+
     # an unfinished run (no results.json) is redone; the retrain cache still spares the training
     monkeypatch.setattr(E, "evaluate", evaluate)
     (run_dir / "results.json").unlink()

@@ -307,3 +307,17 @@ def test_judge_check_cli_bad_input_exits_2(tmp_path, capsys):
     assert "bad.jsonl:1" in capsys.readouterr().err
     assert main(["judge-check", "refusal", "--file", str(tmp_path / "none.jsonl")]) == 2
     assert main(["judge-check", "no-such-judge", "--file", str(_write(tmp_path / "ok.jsonl", [ROW]))]) == 2
+
+
+def test_a_new_judge_version_changes_the_evaluation_key(monkeypatch):
+    # cached M0/M1 references and finished causal-check runs are found by this key: judged by v4, they are not v5's
+    from benchmark.evaluate import EvalConfig
+    from benchmark.judges import judge_version
+    from benchmark.judges.refusal import RefusalJudge
+
+    config = EvalConfig(judge="refusal")
+    before = config.key_dict()
+    assert before["judge_version"] == get_judge("refusal").version == judge_version("refusal")
+    monkeypatch.setattr(RefusalJudge, "version", "next")
+    assert config.key_dict() == {**before, "judge_version": "next"}
+    assert judge_version("no-such-judge") is None

@@ -155,6 +155,12 @@ def get_judge(name: str, **options: Any) -> Judge:
     return cls(**options)
 
 
+def judge_version(name: str) -> str | None:
+    """The registered judge's version without building it (building may load a model); None if unknown."""
+    cls = _REGISTRY.get(name)
+    return None if cls is None else cls.version
+
+
 def ls_rows() -> list[dict]:
     """Rows for `organism-bench ls --judges` (from class attributes: listing must not need keys or models)."""
     return [
