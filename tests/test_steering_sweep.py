@@ -247,7 +247,12 @@ def test_cli_bad_input_exits_2(world, tmp_path: Path, capsys, extra: list[str], 
     assert not out.exists()
 
 
-def test_cli_writes_json_and_markdown(world, tmp_path: Path, capsys) -> None:
+def test_cli_writes_json_and_markdown(world, tmp_path: Path, capsys, monkeypatch) -> None:
+    from benchmark.cli import progress
+
+    # off a terminal, progress comes as lines; without the first 30 s of quiet so this short sweep prints some
+    quiet_free = progress.LineProgress
+    monkeypatch.setattr(progress, "LineProgress", lambda every_s, **kw: quiet_free(every_s=0.0, **kw))
     out, md = tmp_path / "s.json", tmp_path / "s.md"
     assert _cli(*_cli_args(world, out, "--vector", str(world["vec"]), "--layers", "1-2", "--scales", "0,3",
                            "--markdown", str(md), "--samples", str(tmp_path / "s.jsonl"))) == 0
@@ -256,7 +261,9 @@ def test_cli_writes_json_and_markdown(world, tmp_path: Path, capsys) -> None:
     assert len(samples) == 5 * 2 and {x["variant"] for x in samples} == {"base", "distractor"}
     assert [(r["layer"], r["scale"]) for r in data["rows"]] == [(1, 0.0), (1, 3.0), (2, 0.0), (2, 3.0)]
     assert data["model"]["identity"] and data["spec"]["split"] == "dev"
-    assert md.is_file() and "baseline" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert md.is_file() and "baseline" in captured.out
+    assert "] layer 2 scale 3: " in captured.err
 
 
 def test_bench_steering_samples_sorts_judged_harmful_responses(tmp_path: Path, capsys) -> None:
