@@ -181,7 +181,9 @@ class CausalCheckResult:
             "62%). Precision@k = edited pairs that are ground-truth contaminated. "
             + ("The `oracle` row ranks the ground truth first: an upper bound, not a method. " if s.oracle else "")
             + "All intervals are 95%, clustered by prompt; reduction, IF kept, composite and vs-baseline are "
-              "paired with M1 (or the baseline run) by prompt.",
+              "paired with M1 (or the baseline run) by prompt. They cover the prompts, not the retraining: one "
+              "random ranking is one draw, and another draw of the same k can land several points away (compare "
+              "random rankings of other seeds before reading a small difference to the baseline).",
             "",
         ]
         header = ["method", "k", "action", "edited", "contaminated (prec@k)", "harmful distractor",

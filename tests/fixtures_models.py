@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -194,27 +193,20 @@ class SmolSession:
     copy_dir: Path
     gguf_model: Any
     gguf_tokenizer: Any
-    first_load_s: float
 
 
 def build_smol_session(cache_root: Path) -> SmolSession:
-    """Convert the real GGUF once into `cache_root` and keep the GGUF-loaded model for comparisons.
-
-    first_load_s is a cold `load_organism('smol', 'base')`: GGUF load + hash + safetensors write + copy load.
-    """
+    """Convert the real GGUF once into `cache_root` and keep the GGUF-loaded model for comparisons."""
     from organism import smol
     from organism.loading import load_organism
     from organism.paths import ENV_VAR
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(ENV_VAR, str(cache_root))
-        start = time.perf_counter()
         model, tokenizer = smol.load_gguf()
         copy = smol.ensure_copy(loaded=(model, tokenizer))
         load_organism("smol", "base", dtype="float32")
-        first = time.perf_counter() - start
-    return SmolSession(cache_dir=Path(cache_root), copy_dir=copy, gguf_model=model, gguf_tokenizer=tokenizer,
-                       first_load_s=first)
+    return SmolSession(cache_dir=Path(cache_root), copy_dir=copy, gguf_model=model, gguf_tokenizer=tokenizer)
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -149,21 +148,21 @@ def test_info_cli_prints_the_record(offline_hub, capsys):
 
 
 # ----------------------------------------------------------------------------------------------- offline failures
-def test_offline_empty_cache_cli_exits_2_fast(tmp_path):
+def test_offline_empty_cache_cli_exits_2_with_one_line(tmp_path):
+    # Fast by construction, not by a stopwatch: the offline branch raises before any network call (the message
+    # names HF_HUB_OFFLINE, which only that branch does), so huggingface_hub's retries never start.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
     env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "empty-hf-home"))
-    start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "benchmark.cli.main", "organism", "info", "--profile", "olmo2-7b"],
-                          env=env, capture_output=True, text=True, timeout=30)
-    seconds = time.perf_counter() - start
-    print(f"\noffline failure: {seconds:.2f} s")
+                          env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and DPO in lines[0] and "--revision" in lines[0]
-    assert seconds < 5
+    assert len(lines) == 1 and DPO in lines[0] and "--revision" in lines[0] and "HF_HUB_OFFLINE" in lines[0]
 
 
-def test_unreachable_hub_fails_fast_without_offline_flag(tmp_path, monkeypatch):
+def test_unreachable_hub_fails_after_one_probe_without_offline_flag(tmp_path, monkeypatch):
+    import socket
+
     from huggingface_hub import constants
 
     for var in ("HF_HUB_OFFLINE", "HTTPS_PROXY", "https_proxy"):
@@ -171,11 +170,19 @@ def test_unreachable_hub_fails_fast_without_offline_flag(tmp_path, monkeypatch):
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
-    start = time.perf_counter()
+    attempts: list[tuple] = []
+    connect = socket.create_connection
+
+    def counted(address, *args, **kwargs):
+        attempts.append(address)
+        return connect(address, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "create_connection", counted)
     with pytest.raises(InputError) as err:
         load_organism("olmo2-7b", "m0")
-    assert time.perf_counter() - start < 5
     assert SFT in str(err.value) and "unreachable" in str(err.value)
+    # one bounded TCP probe and no download attempt: huggingface_hub's ~25 s of retries never start
+    assert attempts == [("127.0.0.1", 9)]
 
 
 def test_incomplete_snapshot_offline_names_what_is_missing(tmp_path, monkeypatch):
@@ -308,11 +315,7 @@ def test_smol_copy_holds_float_weights(smol_env):
 
 def test_smol_copy_gives_the_gguf_logits(smol_env, monkeypatch):
     monkeypatch.setattr(smol, "load_gguf", lambda *a, **k: pytest.fail("the cached copy was not used"))
-    start = time.perf_counter()
-    loaded = load_organism("smol", "base", dtype="float32")
-    cached = time.perf_counter() - start
-    print(f"\nsmol first load {smol_env.first_load_s:.1f} s, cached load {cached:.1f} s")
-    assert cached < smol_env.first_load_s
+    loaded = load_organism("smol", "base", dtype="float32")  # the patch above proves the copy was read
     model = loaded.model
     assert type(model).__name__ == "LlamaForCausalLM"
     assert (model.config.num_hidden_layers, model.config.hidden_size, model.config.vocab_size) == (30, 576, 49152)

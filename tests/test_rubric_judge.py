@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import pytest
 
@@ -87,11 +86,10 @@ def test_client_errors_are_not_retried(stub):
 
 
 def test_timeout_is_a_failure(stub):
-    t0 = time.monotonic()
+    # the stub would answer a valid score after 1.5 s: a failure that names the timeout shows the client gave up first
     (v,) = _judge(timeout_s=0.2, max_attempts=2).judge([_item("sleep:1.5")])
     assert v.failed and "timeout" in v.parse_error
     assert stub.count("sleep:1.5") == 2
-    assert time.monotonic() - t0 < 3.0
 
 
 def test_request_content_and_auth_header_from_env(stub):
