@@ -397,8 +397,9 @@ def _finished(run_dir: Path, spec_path: Path, config: EvalConfig) -> dict[str, A
     differing = sorted(k for k in set(want_config) | set(have_config) if want_config.get(k) != have_config.get(k))
     if differing:
         shown = ", ".join(f"{k} {have_config.get(k)!r} there, {want_config.get(k)!r} asked" for k in differing)
+        options = "".join(f" --judge-option {k}={v}" for k, v in (want_config.get("judge_options") or {}).items())
         hint = (f" (or re-grade its saved generations in place: `organism-bench rejudge {run_dir} --judge "
-                f"{want_config.get('judge')} --output-dir {run_dir} --overwrite`)"
+                f"{want_config.get('judge')}{options} --output-dir {run_dir} --overwrite`)"
                 if set(differing) <= {"judge", "judge_options", "judge_version"} else "")
         raise InputError(run_dir, "results.json", f"holds a finished run with a different evaluation "
                                                   f"configuration ({shown}); choose another output folder, or "
