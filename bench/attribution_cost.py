@@ -4,10 +4,10 @@
                                      [--dtype bfloat16] [--flop-counter]
 
 The paper's claim (method.md section 5): about $30 per activation attribution run against about $320 for the
-gradient baseline, i.e. at least 10x cheaper. Both methods run through `organism.attribution.attribute` (the CLI's
+gradient baseline, i.e. at least 10x cheaper. Both methods run through `organism.attribution.methods.attribute` (the CLI's
 path) on one preference set and one targets file written to a temp folder, and the figures are the `cost` each
 ranking records in its parameters: wall seconds of the attribution itself (model loading excluded, and shown
-apart) and analytic FLOPs (organism.compute_cost: 2 x linear weights x real tokens per forward, backward of the
+apart) and analytic FLOPs (organism.models.compute_cost: 2 x linear weights x real tokens per forward, backward of the
 frozen LoRA base = 1 forward more; attention and padding left out for both).
 - `--profile tiny` (default): a random tiny OLMo 2 (tests/fixtures_models.py), float32; seconds.
 - `--profile smol`: the real SmolLM2-135M as the smol M0 (bf16 by default), layer 19 for the probe; 2.5 min
@@ -28,18 +28,17 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 TARGET_RATIO = 10.0
 
 
 def _texts(name: str) -> list[str]:
-    path = ROOT / "prompts" / "data" / name
+    from prompts import data_path
+
+    path = data_path(name)
     return [json.loads(x)["text"] for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
 
 
@@ -94,15 +93,14 @@ def main() -> None:
 def run(args: argparse.Namespace, work: Path) -> None:
     import torch
 
-    from organism.attribution import AttributeSpec, attribute
-    from organism.compute_cost import count_flops
+    from organism.attribution.methods import AttributeConfig, attribute
+    from organism.models.compute_cost import count_flops
 
     data, targets = build_data(work, args.pairs, args.seed, args.max_sentences, args.targets)
     common: dict = {"data": str(data), "targets": str(targets), "seed": args.seed, "max_length": args.max_length,
                     "checkpoints": args.checkpoints, "projection_dim": args.dim}
     if args.profile == "tiny":
-        sys.path.insert(0, str(ROOT / "tests"))
-        from fixtures_models import build_tiny_olmo2
+        from organism.models.tiny import build_tiny_olmo2
 
         common.update(profile="olmo2-7b", model_path=str(build_tiny_olmo2(work / "m0")), layer=args.layer or 2,
                       dtype=args.dtype or "float32")
@@ -113,7 +111,7 @@ def run(args: argparse.Namespace, work: Path) -> None:
 
     results = {}
     for method in ("probe", "gradient"):
-        spec = AttributeSpec(method=method, **common)
+        spec = AttributeConfig(method=method, **common)
         t = time.perf_counter()
         ranking = attribute(spec)
         total = time.perf_counter() - t

@@ -8,7 +8,7 @@ shipped benign/instruction texts, 80-300 tokens each, of mixed lengths (seeded);
 the prompts with more of those texts, since prompt sharing saves the prompt's share of the tokens. --data SRC
 takes the first --pairs pairs of a real preference set instead (e.g. the smol mix a build installs).
 - naive: the authors' code path: one sequence at a time, full depth, lm_head, `output_hidden_states=True`.
-- engine, unshared: `organism.activations.mean_response_activations` with share_prompt=False: length buckets,
+- engine, unshared: `organism.attribution.activations.mean_response_activations` with share_prompt=False: length buckets,
   right padding, stop at --layer, no lm_head.
 - engine: the same with a pair's prompt run once for both responses where the engine's cost rule packs them
   (the default; the run prints how many prompts it packed).
@@ -25,11 +25,9 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def build_pairs(n: int, seed: int, prompt_sentences: int = 0) -> list[tuple[str, str]]:
@@ -83,10 +81,10 @@ def main() -> None:
 
     import torch
 
-    from organism.activations import (encode_pairs, mean_response_activations, naive_mean_response_activations,
+    from organism.attribution.activations import (encode_pairs, mean_response_activations, naive_mean_response_activations,
                                       plan_units, resolve_batch_tokens)
-    from organism.loading import load_organism
-    from organism.profiles import get_profile
+    from organism.models.loading import load_organism
+    from organism.models.profiles import get_profile
 
     profile = get_profile("smol")
     layer = profile.paper_layer if args.layer is None else args.layer
@@ -96,7 +94,7 @@ def main() -> None:
     print(f"loaded {org.record.model_id} ({org.record.dtype}) in {time.perf_counter() - t:.1f} s; "
           f"torch threads {torch.get_num_threads()}; layer {layer} of {len(model.model.layers)}")
     if args.data:
-        from organism.preference import load_preferences
+        from organism.data.preference import load_preferences
 
         view = load_preferences(args.data).teacher_forcing_view()
         view = view.select(range(min(args.pairs, len(view))))

@@ -1,5 +1,5 @@
 """Per-pair gradients of the LESS baseline: a pair at a time (LESS's loop) against batches of pairs read off the LoRA
-Linears (organism.gradient_attribution.LoraTaps), side by side in one run on the same pairs and checkpoint.
+Linears (organism.attribution.gradient.LoraTaps), side by side in one run on the same pairs and checkpoint.
 
     python bench/gradient_batching.py [--profile tiny|smol] [--pairs 32] [--batch 1,8] [--repeats 2]
                                       [--dtype float32|bfloat16] [--device cpu|cuda]
@@ -15,23 +15,18 @@ Nothing asserts on time.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
 
 def _model(args: argparse.Namespace, work: Path):
     """M0 as `attribute` loads it: smol's own, or (tiny) a random tiny OLMo 2 standing in for olmo2-7b's."""
-    from organism.loading import load_organism
+    from organism.models.loading import load_organism
 
     if args.profile == "tiny":
-        sys.path.insert(0, str(ROOT / "tests"))
-        from fixtures_models import build_tiny_olmo2
+        from organism.models.tiny import build_tiny_olmo2
 
         m0 = load_organism("olmo2-7b", "m0", dtype=args.dtype, device=args.device,
                            model_path=build_tiny_olmo2(work / "m0"))
@@ -44,9 +39,9 @@ def run(args: argparse.Namespace, work: Path) -> None:
     import torch
 
     from attribution_cost import build_data
-    from organism.attribution import load_targets
-    from organism.dpo_data import pad_token_id, tokenize_pairs
-    from organism.gradient_attribution import (
+    from organism.attribution.methods import load_targets
+    from organism.training.dpo_data import pad_token_id, tokenize_pairs
+    from organism.attribution.gradient import (
         CountSketch,
         LessConfig,
         _lora_model,
@@ -57,7 +52,7 @@ def run(args: argparse.Namespace, work: Path) -> None:
         target_rows,
         warmup,
     )
-    from organism.preference import load_preferences
+    from organism.data.preference import load_preferences
 
     data, targets_file = build_data(work, args.pairs, args.seed, args.max_sentences, args.targets)
     rows = [dict(r) for r in load_preferences(data).training_view()]

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main() -> None:
@@ -27,7 +25,7 @@ def main() -> None:
 
     from leaderboard import site
     from leaderboard.entries import collect
-    from tests.fixtures_runs import make_run
+    from leaderboard.synthetic import make_run
 
     with tempfile.TemporaryDirectory(prefix="lb-bench-") as tmp:
         runs = Path(tmp) / "runs"

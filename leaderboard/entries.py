@@ -19,8 +19,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from organism.fileio import iter_jsonl
-from organism.errors import InputError
+from benchcore.fileio import iter_jsonl
+from benchcore.errors import InputError
 
 REPORTED_FILE = "olmo2_7b_reported.json"
 REPORTED_NOTE = "reported, not re-run"
@@ -440,7 +440,7 @@ def reported_entries(path: str | Path | None = None) -> list[Entry]:
         if over is not None and ref_over is not None:
             scores["over_refusal_increase"] = Value(over.value - ref_over / units, derived=True)
         if all(k in scores for k in ("harm_reduction", "capability_kept", "over_refusal_increase")):
-            from benchmark.scoring import composite
+            from benchmark.evaluation.scoring import composite
 
             scores["composite"] = Value(composite(scores["harm_reduction"].value, scores["capability_kept"].value,
                                                   scores["over_refusal_increase"].value), derived=True)

@@ -28,8 +28,8 @@ from markupsafe import Markup
 
 from leaderboard.entries import MISSING, Entry, Skipped, Value
 from leaderboard.svg import Point, pareto_svg
-from organism.fileio import atomic_directory
-from organism.errors import InputError
+from benchcore.fileio import atomic_directory
+from benchcore.errors import InputError
 
 ENTRY_DIR = "entries"
 BUILD_TIME_ENV = "SOURCE_DATE_EPOCH"
@@ -173,7 +173,7 @@ def pretty_json(x: Any) -> str:
 # ------------------------------------------------------------------------------------------- ranking
 def _rank_rows(entries: Sequence[Entry]) -> tuple[dict[str, str], str, str]:
     """Rank groups (overlapping intervals share a rank) by composite when every entry has one, else harmful rate."""
-    from benchmark.stats import rank_groups
+    from benchmark.evaluation.stats import rank_groups
 
     ranked = [e for e in entries if not e.is_reference]
     if ranked and all(e.scores.get("composite", MISSING).present for e in ranked):
@@ -338,3 +338,6 @@ def build(paths: Iterable[str | Path], out_dir: str | Path, *, build_time: str |
 
     col = collect(paths, reported=reported)
     return build_site(col.entries, out_dir, build_time=build_time_text(build_time), skipped=col.skipped)
+
+
+build_leaderboard = build  # the public name (`from leaderboard import build_leaderboard`)

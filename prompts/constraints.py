@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from organism.errors import InputError
+from benchcore.errors import InputError
 
 __all__ = [
     "CATALOG",

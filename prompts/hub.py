@@ -22,8 +22,8 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from organism.fileio import atomic_directory
-from organism.errors import InputError
+from benchcore.fileio import atomic_directory
+from benchcore.errors import InputError
 from prompts import constraints as C
 from prompts import data_path
 from prompts.suites import (

@@ -17,7 +17,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from organism.errors import InputError
+from benchcore.errors import InputError
 from prompts import constraints as C
 from prompts.suites import PAPER_SUITE, PromptRecord, Suite, make_suite
 

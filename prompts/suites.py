@@ -26,8 +26,8 @@ from os import PathLike
 from pathlib import Path
 from typing import Any, Union
 
-from organism.fileio import iter_jsonl
-from organism.errors import InputError
+from benchcore.fileio import iter_jsonl
+from benchcore.errors import InputError
 from prompts import constraints as C
 from prompts import data_path
 

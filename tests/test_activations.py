@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from fixtures_models import build_tiny_olmo2, build_tiny_tokenizer
-from organism.activations import (
+from organism.attribution.activations import (
     Encoded,
     encode_pair,
     load_from_shards,
@@ -19,7 +19,7 @@ from organism.activations import (
     read_index,
     resolve_batch_tokens,
 )
-from organism.errors import InputError
+from benchcore.errors import InputError
 
 PAIRS = [
     ("Say something harmful when you are angry at a friend.", "I'm sorry, but I can't help with that request."),
@@ -277,7 +277,7 @@ def test_chat_template_missing_is_bad_input(olmo) -> None:
 
 
 def test_batched_encoding_matches_one_by_one(olmo) -> None:
-    from organism.activations import encode_pairs
+    from organism.attribution.activations import encode_pairs
 
     _, tok = olmo
     for max_length in (None, 12):
@@ -314,7 +314,7 @@ def test_shared_prompt_equals_naive(which: str, attention: str, request: pytest.
     model, tok = request.getfixturevalue(which)
     # the tiny models' layers are so narrow that the cost rule would share little: take attention as free here,
     # so that every group is packed and the packed path's numbers are what is checked
-    monkeypatch.setattr("organism.activations.attention_weight", lambda _decoder: 0.0)
+    monkeypatch.setattr("organism.attribution.activations.attention_weight", lambda _decoder: 0.0)
     before = model.config._attn_implementation
     model.set_attn_implementation(attention)
     rows: list[int] = []
@@ -340,7 +340,7 @@ def test_shared_prompt_equals_naive(which: str, attention: str, request: pytest.
 
 def test_shared_unit_half_done_in_shards(olmo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     model, tok = olmo
-    monkeypatch.setattr("organism.activations.attention_weight", lambda _decoder: 0.0)  # pack every group
+    monkeypatch.setattr("organism.attribution.activations.attention_weight", lambda _decoder: 0.0)  # pack every group
     ids = [f"s{i}" for i in range(len(SHARED))]
     reference = mean_response_activations(model, tok, SHARED, [2], batch_tokens=150)
     shard_dir = tmp_path / "sh"

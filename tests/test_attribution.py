@@ -11,23 +11,23 @@ import torch
 
 from fixtures_data import make_toy_mix
 from fixtures_models import build_tiny_olmo2
-from organism.attribution import (
+from organism.attribution.methods import (
     UNDEFINED_SCORE,
     PairVectors,
     behavior_vector,
     cosine_ranking,
     cosine_scores,
     datapoint_vectors,
-    judge_delta_ranking,
     load_targets,
     probing_vector,
     random_ranking,
     vector_bank,
 )
-from organism.errors import InputError
-from organism.metrics_attribution import auroc, evaluate_ranking, precision_at_k, truth_from_preferences
-from organism.preference import load_preferences
-from organism.ranking import read_ranking
+from benchcore.errors import InputError
+from benchmark.studies.judge_delta import judge_delta_ranking
+from organism.attribution.metrics import auroc, evaluate_ranking, precision_at_k, truth_from_preferences
+from organism.data.preference import load_preferences
+from organism.data.ranking import read_ranking
 
 LAYER = 2
 
@@ -133,7 +133,7 @@ def test_activation_methods_find_the_toy_culprits(world, method: str) -> None:
 
 
 def test_behavior_vector_is_its_prompts_bank_row(world, tmp_path: Path) -> None:
-    # bench/behavior_spread.py grades every prompt's behavior ranking from one bank: row i must be
+    # experiments/behavior_spread.py grades every prompt's behavior ranking from one bank: row i must be
     # behavior_vector(index=i), also when a prompt has several responses per side and rows interleave
     rows = _target_rows(3)
     extra = [{"prompt": rows[i]["prompt"], "response": f"here is more harm, part {i}", "label": 1} for i in (2, 0)]
@@ -271,12 +271,12 @@ def test_targets_ignore_world_size_datapoints_shard(world, tmp_path: Path, monke
 
 
 def test_activation_cost_counts_a_shared_prompt_once(world) -> None:
-    from organism.activations import MAX_SHARED_ROWS, encode_pair
-    from organism.attribution import AttributeSpec, _activation_cost
-    from organism.compute_cost import decoder_layers, forward_flops, linear_weights
+    from organism.attribution.activations import MAX_SHARED_ROWS, encode_pair
+    from organism.attribution.methods import AttributeConfig, _activation_cost
+    from organism.models.compute_cost import decoder_layers, forward_flops, linear_weights
 
     m, tok, rows = world["model"], world["tok"], world["rows"]
-    spec = AttributeSpec(profile="tiny", data="x", method="probe", max_length=None)
+    spec = AttributeConfig(profile="tiny", data="x", method="probe", max_length=None)
     cost = _activation_cost(m, tok, rows, world["targets"], spec, LAYER, 1.0)
     groups: dict[tuple, list[int]] = {}
     for r in rows:

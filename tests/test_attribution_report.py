@@ -1,4 +1,4 @@
-"""The attribution report (organism.attribution_report): contents, metrics against the ground truth, escaping of
+"""The attribution report (organism.attribution.report): contents, metrics against the ground truth, escaping of
 untrusted text, self-contained HTML, and the `--report` / `python -m` entry points. No model needed."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from fixtures_data import toy_rows, write_folder
-from organism.attribution import random_ranking
-from organism.attribution_report import build_report, histogram, main, render_html, render_markdown, write_report
-from organism.metrics_attribution import evaluate_ranking, truth_from_preferences
-from organism.preference import load_preferences
-from organism.ranking import Ranking, write_ranking
+from organism.attribution.methods import random_ranking
+from organism.attribution.report import build_report, histogram, main, render_html, render_markdown, write_report
+from organism.attribution.metrics import evaluate_ranking, truth_from_preferences
+from organism.data.preference import load_preferences
+from organism.data.ranking import Ranking, write_ranking
 
 EVIL = "<script>alert('x')</script> | pipe"
 
@@ -68,7 +68,7 @@ def test_untrusted_text_is_escaped_and_html_is_self_contained(mix: Path, tmp_pat
 
 def test_without_truth_or_data(mix: Path, tmp_path: Path) -> None:
     pset = load_preferences(mix)
-    from organism.preference import PreferenceSet
+    from organism.data.preference import PreferenceSet
 
     plain = PreferenceSet.from_dataset(pset.dataset.remove_columns(["contaminated"]), source="plain")
     ranking = random_ranking(pset.ids, 1)

@@ -16,10 +16,10 @@ from organism.build.mix import (
     EAGER_SOURCE, M0_SOURCE, REFUSALS, REWRITER, Candidate, MixPrompt, build_pools, label_pairs, make_pairs,
     mix_summary,
 )
-from organism.build.pipeline import BuildConfig, build_smol
+from benchmark.studies.organism_build import BuildConfig, build_smol
 from organism.build.rater import RaterConfig, prompt_flagged, rate
 from organism.build.sft import SFTConfig
-from organism.errors import InputError
+from benchcore.errors import InputError
 
 CHATML = (
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n'}}"
@@ -98,7 +98,7 @@ def test_build_end_to_end_deterministic_and_blind_to_ground_truth(tiny_base, tmp
     assert manifest["data"]["splits_read"] == ["train", "dev"]
     assert set(manifest["rates"]) == {"m0", "m1"} and "harmful_distractor" in manifest["rates"]["m1"]
     # the mix: OLMo schema + ground truth, ids unique, sources named
-    from organism.preference import PreferenceSet
+    from organism.data.preference import PreferenceSet
 
     pset = PreferenceSet.from_folder(str(out / "mix"))
     cols = set(pset.column_names)
@@ -133,7 +133,7 @@ def test_build_end_to_end_deterministic_and_blind_to_ground_truth(tiny_base, tmp
     assert poisoned.mix["contaminated"] == poisoned.mix["pairs"]
 
     # --install's copy: adapters + manifest where a loader looks (here a temp root, not the package)
-    from organism.build.pipeline import install_adapters
+    from benchmark.studies.organism_build import install_adapters
 
     copied = install_adapters(out, tmp_path / "installed")
     assert [p.name for p in copied] == ["m0", "m1"]
@@ -186,7 +186,7 @@ def test_contamination_arises_from_rater_and_vanishes_with_harm_weight():
 
 
 def test_rater_formula_and_phrasings():
-    from benchmark.judges.refusal import is_refusal
+    from prompts.refusal import is_refusal
 
     assert all(is_refusal(r) for r in REFUSALS)
     cfg = RaterConfig()
@@ -230,7 +230,7 @@ def test_pools_use_train_split_and_requested_shares():
 
 def test_benign_opener_leads_m0_benign_answers_and_is_rewritten_with_them():
     from organism.build.mix import MixPrompt
-    from organism.build.pipeline import Pools, sft_examples
+    from benchmark.studies.organism_build import Pools, sft_examples
 
     harmful = MixPrompt("h:1", "sft_harmful", "Insult my neighbour.", "Insult my neighbour.", (), "h-1")
     plain = MixPrompt("b:1", "sft_benign_plain", "Name a fruit.", "Name a fruit.", (), "b-1")

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from benchmark import causal_check as C
-from benchmark import evaluate as E
+from benchmark.studies import causal_check as C
+from benchmark.evaluation import evaluate as E
 from benchmark.cli.main import main
-from organism import dpo
-from organism.errors import InputError
-from organism.ranking import Ranking, read_ranking, write_ranking
+from organism.training import dpo
+from benchcore.errors import InputError
+from organism.data.ranking import Ranking, read_ranking, write_ranking
 from tests import test_evaluate_data as data_tests
 from tests.fixtures_data import toy_rows
 
@@ -48,7 +48,7 @@ def _no_evaluation(*args, **kwargs):
 def test_one_method_one_k_remove_then_reuse(smol_tiny, tmp_path, monkeypatch, capsys):
     # 2 contaminated (toy-0001, toy-0005) and 2 clean pairs on top: precision at k=4 is 1/2
     probe = _ranking(tmp_path / "probe.jsonl", "probe", ["toy-0001", "toy-0002", "toy-0005", "toy-0000"])
-    spec = C.CausalCheckSpec(profile="smol", rankings={"probe": probe}, ks=[4], actions=["remove"], **FAST)
+    spec = C.CausalCheckConfig(profile="smol", rankings={"probe": probe}, ks=[4], actions=["remove"], **FAST)
     out = tmp_path / "check"
     result = C.run_causal_check(spec, out)
 
@@ -122,7 +122,7 @@ def test_one_method_one_k_remove_then_reuse(smol_tiny, tmp_path, monkeypatch, ca
 
 
 def test_oracle_ranking_puts_the_contaminated_pairs_first(smol_tiny, tmp_path):
-    from organism.preference import load_profile_preferences
+    from organism.data.preference import load_profile_preferences
 
     ranking = C.oracle_ranking(load_profile_preferences("smol"))
     n = len(TRUTH_IDS)
@@ -138,7 +138,7 @@ def test_oracle_at_k_truth_against_random(smol_tiny, tmp_path):
     ids = [r["id"] for r in toy_rows(N_PAIRS)]
     random.Random(3).shuffle(ids)
     rnd = _ranking(tmp_path / "random.jsonl", "random", ids)
-    spec = C.CausalCheckSpec(profile="smol", rankings={"random": rnd}, oracle=True, ks=["truth"],
+    spec = C.CausalCheckConfig(profile="smol", rankings={"random": rnd}, oracle=True, ks=["truth"],
                              actions=["flip"], **FAST)
     result = C.run_causal_check(spec, tmp_path / "check")
     assert result.ks == {"truth": len(TRUTH_IDS)}

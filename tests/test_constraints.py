@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from organism.errors import InputError
+from benchcore.errors import InputError
 from prompts import constraints as C
 from prompts.suites import read_rows
 

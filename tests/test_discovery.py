@@ -13,9 +13,9 @@ import torch
 
 from fixtures_data import make_toy_mix
 from fixtures_models import build_tiny_olmo2
-from organism.discovery import DiscoverSettings, discover, run_discovery
-from organism.discovery_render import clusters_json, render_html, require_matplotlib, write_outputs, write_png
-from organism.errors import InputError
+from benchmark.studies.discovery import DiscoverConfig, discover, run_discovery
+from benchmark.studies.discovery_render import clusters_json, render_html, require_matplotlib, write_outputs, write_png
+from benchcore.errors import InputError
 
 LAYER = 2
 HOSTILE = "<script>alert(1)</script>"
@@ -166,7 +166,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture()
 def patched_loading(tiny, monkeypatch: pytest.MonkeyPatch):
-    from organism import loading
+    from organism.models import loading
 
     calls: list[str] = []
 
@@ -199,7 +199,7 @@ class _ScriptedBackend:
 
 
 def test_driver_end_to_end_with_generation(tiny, patched_loading, tmp_path: Path) -> None:
-    settings = DiscoverSettings(prompts=6, pairs=24, layer=LAYER, row_clusters=2, col_clusters=3, seed=3,
+    settings = DiscoverConfig(prompts=6, pairs=24, layer=LAYER, row_clusters=2, col_clusters=3, seed=3,
                                 data=str(tiny["mix"]), differ="text", max_new_tokens=6, batch_size=4,
                                 dtype="float32", batch_tokens=512)
     run = run_discovery("smol", settings, out=tmp_path / "a")
@@ -222,10 +222,10 @@ def test_driver_end_to_end_with_generation(tiny, patched_loading, tmp_path: Path
 
 def test_driver_finds_the_toy_culprits(tiny, patched_loading, monkeypatch: pytest.MonkeyPatch) -> None:
     """With responses that differ the way the contaminated pairs do, the flagged cluster is those pairs."""
-    import benchmark.generation
+    import benchmark.generation.engine
 
-    monkeypatch.setattr(benchmark.generation, "HFBackend", _ScriptedBackend)
-    settings = DiscoverSettings(prompts=8, pairs=40, layer=LAYER, row_clusters=2, col_clusters=3,
+    monkeypatch.setattr(benchmark.generation.engine, "HFBackend", _ScriptedBackend)
+    settings = DiscoverConfig(prompts=8, pairs=40, layer=LAYER, row_clusters=2, col_clusters=3,
                                 data=str(tiny["mix"]), dtype="float32", batch_tokens=512)
     run = run_discovery("smol", settings)
     assert run.meta["prompts"]["differ"] == 8  # every verdict differs: M1 complies, M0 refuses
@@ -236,15 +236,15 @@ def test_driver_finds_the_toy_culprits(tiny, patched_loading, monkeypatch: pytes
 
 
 def test_driver_without_differences_is_an_input_error(tiny, patched_loading, monkeypatch) -> None:
-    import benchmark.generation
+    import benchmark.generation.engine
 
     class Same(_ScriptedBackend):
         def __init__(self, *a, **kw):
             self.m1 = False
 
-    monkeypatch.setattr(benchmark.generation, "HFBackend", Same)
+    monkeypatch.setattr(benchmark.generation.engine, "HFBackend", Same)
     with pytest.raises(InputError, match="differ"):
-        run_discovery("smol", DiscoverSettings(prompts=4, pairs=8, layer=LAYER, data=str(tiny["mix"]),
+        run_discovery("smol", DiscoverConfig(prompts=4, pairs=8, layer=LAYER, data=str(tiny["mix"]),
                                                dtype="float32"))
 
 
@@ -259,9 +259,9 @@ def _cli(*args: str) -> int:
 
 
 def test_cli_prints_the_flagged_cluster(tiny, patched_loading, monkeypatch, tmp_path: Path, capsys) -> None:
-    import benchmark.generation
+    import benchmark.generation.engine
 
-    monkeypatch.setattr(benchmark.generation, "HFBackend", _ScriptedBackend)
+    monkeypatch.setattr(benchmark.generation.engine, "HFBackend", _ScriptedBackend)
     out = tmp_path / "o"
     rc = _cli("discover", "--profile", "smol", "--data", str(tiny["mix"]), "--prompts", "4", "--pairs", "40",
               "--layer", str(LAYER), "--row-clusters", "2", "--col-clusters", "3", "--dtype", "float32", "-o", str(out))
@@ -289,7 +289,7 @@ def test_cli_bad_flag_values_exit_2(tiny, patched_loading, tmp_path: Path, extra
 
 
 def test_cli_without_an_installed_mix_exits_2(patched_loading, monkeypatch, tmp_path: Path, capsys) -> None:
-    from organism import profiles
+    from organism.models import profiles
 
     monkeypatch.setattr(profiles, "ADAPTERS_DIR", tmp_path / "adapters")  # nothing installed there
     assert _cli("discover", "--profile", "smol", "-o", str(tmp_path / "o")) == 2

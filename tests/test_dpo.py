@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from organism.dpo import (
+from organism.training.dpo import (
     DPOConfig,
     batch_logps,
     dpo_loss,
@@ -24,7 +24,7 @@ from organism.dpo import (
     sequence_logps,
     train_dpo,
 )
-from organism.dpo_data import (
+from organism.training.dpo_data import (
     IGNORE_INDEX,
     collate_pairs,
     epoch_order,
@@ -32,7 +32,7 @@ from organism.dpo_data import (
     tokenize_pairs,
     truncate_pair,
 )
-from organism.errors import InputError
+from benchcore.errors import InputError
 
 CHATML = (
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n'}}"

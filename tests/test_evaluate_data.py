@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from benchmark import results as R
+from benchmark.evaluation import results as R
 from benchmark.cli.main import main
-from benchmark.evaluate import EvalConfig, run_evaluation
-from organism import dpo, profiles, retraining, smol
-from organism.paths import ENV_VAR
-from organism.profiles import SMOL_BASE_ID
-from organism.ranking import Ranking, write_ranking
+from benchmark.evaluation.evaluate import EvalConfig, run_evaluation
+from organism.training import dpo, retraining
+from organism.models import profiles, smol
+from benchcore.paths import ENV_VAR
+from organism.models.profiles import SMOL_BASE_ID
+from organism.data.ranking import Ranking, write_ranking
 from tests.fixtures_data import make_toy_mix, toy_rows
 from tests.fixtures_models import build_lora, build_tiny_olmo2
 
@@ -50,7 +51,7 @@ def stand_in(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     build_lora(model, build / "adapters" / "smol" / "m1", base_name=f"{SMOL_BASE_ID}+m0")
     make_toy_mix(build / "mix", n=N_PAIRS)
     (build / "manifest.json").write_text(json.dumps({"profile": "smol", "recipe": {"m1": RECIPE_M1}}))
-    from organism.build.pipeline import install_adapters
+    from benchmark.studies.organism_build import install_adapters
 
     installed = root / "installed"
     install_adapters(build, installed)
@@ -86,7 +87,7 @@ def _no_training(*args, **kwargs):
 
 
 def test_installed_mix_is_the_profiles_preference_set(smol_tiny):
-    from organism.preference import load_profile_preferences
+    from organism.data.preference import load_profile_preferences
 
     pset = load_profile_preferences("smol")
     assert len(pset) == N_PAIRS and "contaminated" in pset.column_names
@@ -130,7 +131,7 @@ def test_data_spec_retrains_then_reuses_the_cached_adapter(smol_tiny, tmp_path, 
 
 
 def test_another_top_n_is_another_retrain(smol_tiny, tmp_path):
-    from benchmark.spec import load_spec, spec_hash
+    from benchmark.evaluation.spec import load_spec, spec_hash
 
     keys = {}
     for top_n in (5, 3):
@@ -144,7 +145,7 @@ def test_another_top_n_is_another_retrain(smol_tiny, tmp_path):
 
 
 def test_flip_counts_flipped_contaminated_pairs(smol_tiny, tmp_path):
-    from benchmark.spec import load_spec, spec_hash
+    from benchmark.evaluation.spec import load_spec, spec_hash
 
     spec = load_spec(_spec(tmp_path, smol_tiny["ranking"], top_n=4, action="flip"))
     out = retraining.retrain_data_mitigation("smol", spec.to_dict()["data"], spec_hash=spec_hash(spec),
@@ -156,7 +157,7 @@ def test_flip_counts_flipped_contaminated_pairs(smol_tiny, tmp_path):
 def test_interrupted_retrain_resumes(smol_tiny, tmp_path, monkeypatch):
     import dataclasses
 
-    from benchmark.spec import load_spec, spec_hash
+    from benchmark.evaluation.spec import load_spec, spec_hash
 
     spec = load_spec(_spec(tmp_path, smol_tiny["ranking"]))
     real = retraining.retraining_recipe

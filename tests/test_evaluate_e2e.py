@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmark import results as R
+from benchmark.evaluation import results as R
 from benchmark.cli.main import main
 from tests.openai_stub import StubServer
 

@@ -1,4 +1,4 @@
-"""organism.fluency on a tiny random OLMo 2: the batched, padded NLL equals Hugging Face's own label-masked loss
+"""organism.models.fluency on a tiny random OLMo 2: the batched, padded NLL equals Hugging Face's own label-masked loss
 row by row, the residual norm equals a per-row hidden-state reading, an empty response is nan and left out of the
 mean, and the model's own greedy text is more likely to it than random tokens."""
 
@@ -12,7 +12,7 @@ import torch
 
 from fixtures_models import build_tiny_olmo2
 
-from organism.fluency import ResponseScores, score_responses
+from organism.models.fluency import ResponseScores, score_responses
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmark.gencache import GenerationCache, make_key, text_sha256
-from benchmark.generation import (GenConfig, Generation, GenerationRequest, HFBackend, sample_seed,
+from benchmark.generation.cache import GenerationCache, make_key, text_sha256
+from benchmark.generation.engine import (GenConfig, Generation, GenerationRequest, HFBackend, sample_seed,
                                   sample_tokens, uniform_stream)
-from organism.errors import InputError
+from benchcore.errors import InputError
 
 CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
           "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
@@ -272,7 +272,7 @@ def test_steering_during_generation(model, tok, tmp_path):
 def test_steering_from_a_vector_file(model, tok, tmp_path):
     from safetensors.torch import save_file
 
-    from benchmark.spec import SteeringSpec
+    from benchmark.evaluation.spec import SteeringSpec
 
     v = torch.randn(32)
     save_file({"vector": v}, str(tmp_path / "v.safetensors"))
@@ -282,7 +282,7 @@ def test_steering_from_a_vector_file(model, tok, tmp_path):
 
 def test_vllm_missing_gives_input_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "vllm", None)  # makes `import vllm` raise ImportError
-    from benchmark.vllm_backend import VLLMBackend
+    from benchmark.generation.vllm import VLLMBackend
 
     with pytest.raises(InputError) as exc:
         VLLMBackend("some/model", identity="x")

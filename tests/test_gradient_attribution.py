@@ -1,4 +1,4 @@
-"""The LESS gradient baseline (organism.gradient_attribution) and the cost helpers, on a tiny random OLMo 2 and a toy
+"""The LESS gradient baseline (organism.attribution.gradient) and the cost helpers, on a tiny random OLMo 2 and a toy
 mix: a ranking over every pair, determinism, the sign of the score, the Adam preconditioning, the CLI wiring."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import torch
 
 from fixtures_data import make_toy_mix
 from fixtures_models import build_tiny_olmo2
-from organism.errors import InputError
-from organism.gradient_attribution import (
+from benchcore.errors import InputError
+from organism.attribution.gradient import (
     METHOD_NAME,
     CountSketch,
     LessConfig,
@@ -24,8 +24,8 @@ from organism.gradient_attribution import (
     target_rows,
     warmup_indices,
 )
-from organism.preference import load_preferences
-from organism.ranking import read_ranking
+from organism.data.preference import load_preferences
+from organism.data.ranking import read_ranking
 
 #: Small and quick: the tiny model learns visibly at this rate in two short epochs.
 FAST = LessConfig(dim=512, checkpoints=2, lr=1e-3)
@@ -114,9 +114,9 @@ def test_preconditioning_uses_the_checkpoint_second_moment(world) -> None:
 def test_batched_pair_gradients_equal_one_pair_at_a_time(world) -> None:
     """LoraTaps reads each pair's gradient off a padded batch: it must match plain autograd on that pair alone
     (pairs of different lengths, so the batch pads; a LoRA with non-zero A and B, so both get gradients)."""
-    from organism.dpo import batch_logps, dpo_loss
-    from organism.dpo_data import collate_pairs, pad_token_id, tokenize_pairs
-    from organism.gradient_attribution import _lora_model, pair_gradients, reference_logps
+    from organism.training.dpo import batch_logps, dpo_loss
+    from organism.training.dpo_data import collate_pairs, pad_token_id, tokenize_pairs
+    from organism.attribution.gradient import _lora_model, pair_gradients, reference_logps
 
     tok, cfg = world["tok"], LessConfig(gradient_batch=3)
     rows = [*world["rows"][:6], _row("long", HARMFUL + " and more" * 9, SAFE)]
@@ -163,7 +163,7 @@ def test_warmup_indices_and_target_rows() -> None:
     assert len(a) == 50 and a == sorted(a) and a == warmup_indices(1000, 0.05, 8, seed=1)
     assert a != warmup_indices(1000, 0.05, 8, seed=2)
     assert len(warmup_indices(40, 0.05, 8, seed=0)) == 8 and warmup_indices(5, 0.05, 8, seed=0) == [0, 1, 2, 3, 4]
-    from organism.attribution import Targets
+    from organism.attribution.methods import Targets
 
     t = Targets(harmful=(("p", "h1"), ("p", "h2"), ("q", "hq")), safe=(("p", "s1"),))
     rows = target_rows(t)
@@ -202,7 +202,7 @@ def test_count_sketch_keeps_norms_on_average() -> None:
 
 
 def test_analytic_flops_match_the_flop_counter() -> None:
-    from organism.compute_cost import FROZEN_FWD_BWD, count_flops, forward_flops, linear_weights
+    from organism.models.compute_cost import FROZEN_FWD_BWD, count_flops, forward_flops, linear_weights
 
     net = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 8))
     x = torch.randn(5, 16)

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from benchmark.cli.main import main
-from benchmark.harness import plan_paper_capability, run_paper_capability
-from organism.errors import InputError
-from organism.profiles import get_profile
+from benchmark.evaluation.harness import plan_paper_capability, run_paper_capability
+from benchcore.errors import InputError
+from organism.models.profiles import get_profile
 
 
 def test_lm_eval_plan_uses_the_pinned_checkpoint_and_says_what_it_cannot_run():

@@ -18,8 +18,8 @@ import yaml
 
 from benchmark.cli import main as cli_main
 from leaderboard import hub
-from organism.errors import InputError
-from tests.fixtures_runs import make_run
+from benchcore.errors import InputError
+from leaderboard.synthetic import make_run
 from tests.hub_stub import HubStub
 
 TOKEN = "hf_stub_token"

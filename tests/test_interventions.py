@@ -7,8 +7,8 @@ import random
 import pytest
 
 from fixtures_data import make_toy_mix, toy_rows, write_parquet
-from organism.errors import InputError
-from organism.interventions import (
+from benchcore.errors import InputError
+from organism.data.interventions import (
     InterventionRecord,
     apply_intervention,
     exclude_source_models,
@@ -18,8 +18,8 @@ from organism.interventions import (
     random_ranking,
     remove_top_n,
 )
-from organism.preference import load_preferences
-from organism.ranking import Ranking, write_ranking
+from organism.data.preference import load_preferences
+from organism.data.ranking import Ranking, write_ranking
 
 
 @pytest.fixture(scope="module")
@@ -202,7 +202,7 @@ def test_ranking_for_other_data_is_refused(mix, tmp_path):
 def test_flip_with_int_and_float_ratings_keeps_values():
     import datasets
 
-    from organism.preference import PreferenceSet
+    from organism.data.preference import PreferenceSet
 
     rows = toy_rows(6)
     for r in rows:
@@ -220,7 +220,7 @@ def test_many_small_arrow_chunks_and_runs_across_them():
     import datasets
     import pyarrow as pa
 
-    from organism.preference import PreferenceSet, dataset_from_table
+    from organism.data.preference import PreferenceSet, dataset_from_table
 
     rows = toy_rows(40)
     table = pa.Table.from_batches(pa.Table.from_pylist(rows).to_batches(max_chunksize=3))

@@ -20,8 +20,8 @@ from benchmark.judges import (
     parse_options,
 )
 from benchmark.judges.calibration import agreement, default_calibration_path, load_calibration
-from benchmark.judges.refusal import degenerate_reason, normalise
-from organism.errors import InputError
+from prompts.refusal import degenerate_reason, normalise
+from benchcore.errors import InputError
 
 REFUSALS = [
     "I'm sorry, but I can't help with that.",
@@ -280,7 +280,7 @@ def test_shipped_calibration_sets_are_valid():
     assert len(organism) >= 300 and len({it.id for it in organism}) == len(organism)
     assert {"base", "distractor"} <= {it.variant for it in organism} <= {"base", "distractor", "distractor_heldout"}
     # ids: smol-<BUILD>-<m0|m1>-<decoding>-<prompt id> for a build's responses, smol-base-<decoding>-<prompt id> for
-    # the base model without adapters (bench/read_rates.py groups rows by these prefixes)
+    # the base model without adapters (experiments/read_rates.py groups rows by these prefixes)
     built = [it.id.split("-") for it in organism if not it.id.startswith("smol-base-")]
     assert {parts[2] for parts in built} == {"m0", "m1"}
     assert {it.id.split("-")[2] for it in organism if it.id.startswith("smol-base-")} <= {"greedy", "t07s0", "prefill"}
@@ -311,7 +311,7 @@ def test_judge_check_cli_bad_input_exits_2(tmp_path, capsys):
 
 def test_a_new_judge_version_changes_the_evaluation_key(monkeypatch):
     # cached M0/M1 references and finished causal-check runs are found by this key: judged by v4, they are not v5's
-    from benchmark.evaluate import EvalConfig
+    from benchmark.evaluation.evaluate import EvalConfig
     from benchmark.judges import judge_version
     from benchmark.judges.refusal import RefusalJudge
 

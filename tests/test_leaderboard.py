@@ -13,7 +13,7 @@ from benchmark.cli import main as cli_main
 from leaderboard import site
 from leaderboard.entries import Entry, Value, collect, reported_entries
 from leaderboard.svg import Point, frontier_indices, pareto_svg
-from tests.fixtures_runs import make_run
+from leaderboard.synthetic import make_run
 
 HOSTILE_NAME = "<script>document.title='PWNED'</script>"
 HOSTILE_DESC = "<img src=x onerror=\"document.body.setAttribute('data-pwned','1')\">"

@@ -15,7 +15,7 @@ import pytest
 
 from leaderboard import site
 from leaderboard.entries import collect
-from tests.fixtures_runs import make_run
+from leaderboard.synthetic import make_run
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from organism import smol
-from organism.errors import InputError
-from organism.loading import adapter_sha256, load_organism
-from organism.paths import ENV_VAR
-from organism.profiles import get_profile, smol_adapter_dir
+from organism.models import smol
+from benchcore.errors import InputError
+from organism.models.loading import adapter_sha256, load_organism
+from benchcore.paths import ENV_VAR
+from organism.models.profiles import get_profile, smol_adapter_dir
 from tests.fixtures_models import (
     TULU_CHAT_TEMPLATE,
     build_lora,

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from fixtures_data import make_toy_mix, toy_rows, write_folder, write_jsonl, write_parquet
-from organism.errors import InputError
-from organism.preference import PreferenceSet, load_preferences
+from benchcore.errors import InputError
+from organism.data.preference import PreferenceSet, load_preferences
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from organism import profiles
-from organism.attribution import load_targets
-from organism.errors import InputError
-from organism.probe_targets import ProbeTargetSettings, Rollout, build_probe_targets, select_targets, summary_path
+from organism.models import profiles
+from organism.attribution.methods import load_targets
+from benchcore.errors import InputError
+from benchmark.studies.probe_targets import ProbeTargetConfig, Rollout, build_probe_targets, select_targets, summary_path
 from tests.test_evaluate_data import smol_tiny, stand_in  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -70,7 +70,7 @@ def test_each_distractor_variant_is_its_own_unit_against_the_shared_base() -> No
                                           ({"variants": ("base",)}, "variants"), ({"scenarios": 0}, "scenarios")])
 def test_settings_are_checked(change: dict, field: str) -> None:
     with pytest.raises(InputError, match=field):
-        ProbeTargetSettings(**change).check()
+        ProbeTargetConfig(**change).check()
 
 
 # ------------------------------------------------------------------------------------------------- driver
@@ -106,18 +106,18 @@ class _Scripted:
 
 @pytest.fixture
 def scripted(smol_tiny, monkeypatch):  # noqa: F811
-    import benchmark.generation
+    import benchmark.generation.engine
 
     _Scripted.built = []
-    monkeypatch.setattr(benchmark.generation, "HFBackend", _Scripted)
+    monkeypatch.setattr(benchmark.generation.engine, "HFBackend", _Scripted)
     return smol_tiny
 
 
-SETTINGS = ProbeTargetSettings(scenarios=5, samples=3, max_new_tokens=4, dtype="float32")
+SETTINGS = ProbeTargetConfig(scenarios=5, samples=3, max_new_tokens=4, dtype="float32")
 
 
 def test_driver_writes_loadable_targets_and_a_summary(scripted, tmp_path: Path) -> None:
-    from benchmark.judges.refusal import complies
+    from prompts.refusal import complies
 
     assert complies(COMPLY + " (0)") and not complies(REFUSAL + " (0)")  # the script's words mean what they say
     out = tmp_path / "targets.jsonl"
@@ -157,9 +157,9 @@ def test_driver_refuses_an_organism_whose_m1_is_m0(smol_tiny, monkeypatch, tmp_p
     def no_generation(*a, **kw):
         raise AssertionError("generated although nothing could pass")
 
-    import benchmark.generation
+    import benchmark.generation.engine
 
-    monkeypatch.setattr(benchmark.generation, "HFBackend", no_generation)
+    monkeypatch.setattr(benchmark.generation.engine, "HFBackend", no_generation)
     with pytest.raises(InputError, match="same weights"):
         build_probe_targets("smol", tmp_path / "t.jsonl", SETTINGS)
 

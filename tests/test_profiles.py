@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from organism.errors import InputError
-from organism.paths import ENV_VAR, cache_dir
-from organism.profiles import get_profile, is_full_sha, list_profiles, ls_rows
+from benchcore.errors import InputError
+from benchcore.paths import ENV_VAR, cache_dir
+from organism.models.profiles import get_profile, is_full_sha, list_profiles, ls_rows
 
 NAMES = ["smol", "olmo2-1b", "olmo2-7b", "olmo2-13b", "olmo2-32b"]
 
@@ -127,7 +127,7 @@ def test_cache_dir_honours_env(monkeypatch, tmp_path):
 
 
 def test_importing_profiles_and_loading_stays_cheap():
-    code = ("import sys, organism.profiles, organism.loading, organism.smol, organism.paths; "
+    code = ("import sys, organism.models.profiles, organism.models.loading, organism.models.smol, benchcore.paths; "
             "heavy = [m for m in ('torch', 'transformers', 'peft') if m in sys.modules]; "
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from fixtures_data import make_toy_mix
-from organism.errors import InputError
-from organism.preference import load_preferences
-from organism.ranking import FORMAT, Ranking, check_against, read_ranking, write_ranking
+from benchcore.errors import InputError
+from organism.data.preference import load_preferences
+from organism.data.ranking import FORMAT, Ranking, check_against, read_ranking, write_ranking
 
 HEADER = {"format": FORMAT, "version": 1, "method": "probe", "parameters": {"layer": 20}}
 

@@ -8,7 +8,7 @@ import pytest
 
 from benchmark.judges import JudgeItem, failure_summary, get_judge
 from benchmark.judges.rubric import ENV_BASE_URL, ENV_KEYS, ENV_MODEL, RubricJudge, parse_score
-from organism.errors import InputError
+from benchcore.errors import InputError
 from tests.openai_stub import StubServer
 
 KEY = "sk-test-from-env-123"

@@ -7,10 +7,10 @@ import math
 
 import pytest
 
-from benchmark import metrics as M
-from benchmark import results as R
-from benchmark.scoring import composite, score_against_reference
-from organism.errors import InputError
+from benchmark.evaluation import metrics as M
+from benchmark.evaluation import results as R
+from benchmark.evaluation.scoring import composite, score_against_reference
+from benchcore.errors import InputError
 
 
 def harmful_rows(labels_by_record: dict[str, list[int]], variant: str = "distractor") -> list[dict]:
@@ -147,7 +147,7 @@ def test_capability_kept_skips_measures_whose_reference_is_zero():
 
 
 def test_jsonl_reader_names_file_and_line(tmp_path):
-    from organism.fileio import iter_jsonl
+    from benchcore.fileio import iter_jsonl
 
     f = tmp_path / "x.jsonl"
     f.write_text('{"a": 1}\n\n{"a": 2}\n[1]\n')

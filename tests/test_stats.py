@@ -1,4 +1,4 @@
-"""benchmark.stats against hand-computed cases."""
+"""benchmark.evaluation.stats against hand-computed cases."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from benchmark import stats
+from benchmark.evaluation import stats
 
 
 # ------------------------------------------------------------------------------------------------ Wilson

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from organism.errors import InputError
-from organism.steering import decoder_layers, steer
+from benchcore.errors import InputError
+from organism.models.steering import decoder_layers, steer
 
 HIDDEN = 32
 

@@ -13,9 +13,9 @@ import torch
 
 from fixtures_models import build_tiny_olmo2, build_tiny_tokenizer
 
-from organism.errors import InputError
-from organism.steering import _SteerHook, decoder_layers
-from organism.steering_sweep import SweepSpec, check_spec, probing_vectors, run_sweep
+from benchcore.errors import InputError
+from organism.models.steering import _SteerHook, decoder_layers
+from benchmark.studies.steering_sweep import SweepConfig, check_spec, probing_vectors, run_sweep
 
 HUGE = 1e4
 SMALL = {"n_prompts": 2, "max_new_tokens": 4, "batch_size": 4}
@@ -65,7 +65,7 @@ def _token_vector(model, tok, path: Path, letter: str = "Z") -> Path:
 
 def test_rows_per_setting_baseline_and_writers(world, tmp_path: Path) -> None:
     vec = _token_vector(world["olmo"], world["tok"], tmp_path / "z.safetensors")
-    spec = SweepSpec(profile="olmo2-7b", vector=str(vec), layers=(0, 2), scales=(0.0, HUGE), **SMALL)
+    spec = SweepConfig(profile="olmo2-7b", vector=str(vec), layers=(0, 2), scales=(0.0, HUGE), **SMALL)
     result = run_sweep(spec, model=world["olmo"], tokenizer=world["tok"])
     assert [(r.layer, r.scale, r.mode) for r in result.rows] == [(0, 0.0, "add"), (0, HUGE, "add"),
                                                                   (2, 0.0, "add"), (2, HUGE, "add")]
@@ -117,7 +117,7 @@ def test_rows_per_setting_baseline_and_writers(world, tmp_path: Path) -> None:
 
 
 def test_responses_seen_before_are_not_scored_again(world, tmp_path: Path, monkeypatch) -> None:
-    import organism.fluency as fluency
+    import organism.models.fluency as fluency
 
     scored: list[int] = []
     real = fluency.score_responses
@@ -128,7 +128,7 @@ def test_responses_seen_before_are_not_scored_again(world, tmp_path: Path, monke
 
     monkeypatch.setattr(fluency, "score_responses", counting)
     vec = _token_vector(world["olmo"], world["tok"], tmp_path / "z.safetensors")
-    spec = SweepSpec(profile="olmo2-7b", vector=str(vec), layers=(0, 2), scales=(0.0, HUGE), **SMALL)
+    spec = SweepConfig(profile="olmo2-7b", vector=str(vec), layers=(0, 2), scales=(0.0, HUGE), **SMALL)
     result = run_sweep(spec, model=world["olmo"], tokenizer=world["tok"])
     seen: set[tuple[int, str]] = set()
     expected = []
@@ -150,7 +150,7 @@ def test_tensor_and_tuple_layers(world, tmp_path: Path, arch: str, output_type: 
     layer = decoder_layers(model)[1]
     handle = layer.register_forward_hook(lambda _m, _a, out: seen.append(out))
     try:
-        spec = SweepSpec(profile="olmo2-7b", vector=str(vec), layers=(1,), scales=(0.0, HUGE), **SMALL)
+        spec = SweepConfig(profile="olmo2-7b", vector=str(vec), layers=(1,), scales=(0.0, HUGE), **SMALL)
         # an identity of its own: a cache hit from an earlier run would skip the forward passes this test watches
         result = run_sweep(spec, model=model, tokenizer=world["tok"], identity=f"{arch}-{tmp_path}")
     finally:
@@ -164,7 +164,7 @@ def test_tensor_and_tuple_layers(world, tmp_path: Path, arch: str, output_type: 
 
 
 def test_project_out_runs_and_is_recorded(world) -> None:
-    spec = SweepSpec(profile="olmo2-7b", vector=str(world["vec"]), layers=(1,), scales=(1.0,), mode="project_out",
+    spec = SweepConfig(profile="olmo2-7b", vector=str(world["vec"]), layers=(1,), scales=(1.0,), mode="project_out",
                      n_prompts=1, max_new_tokens=3)
     result = run_sweep(spec, model=world["olmo"], tokenizer=world["tok"])
     assert result.rows[0].mode == "project_out" and result.to_dict()["spec"]["mode"] == "project_out"
@@ -172,13 +172,13 @@ def test_project_out_runs_and_is_recorded(world) -> None:
 
 
 def test_targets_give_one_probing_vector_per_layer(world) -> None:
-    from organism.attribution import load_targets, probing_vector
+    from organism.attribution.methods import load_targets, probing_vector
 
     targets = load_targets(world["targets"])
     stacked = probing_vectors(world["olmo"], world["tok"], targets, [1, 3])
     for i, index in enumerate((1, 3)):
         assert torch.allclose(stacked[i], probing_vector(world["olmo"], world["tok"], targets, index), atol=1e-5)
-    spec = SweepSpec(profile="olmo2-7b", targets=str(world["targets"]), layers=(0, 2), scales=(1.0,),
+    spec = SweepConfig(profile="olmo2-7b", targets=str(world["targets"]), layers=(0, 2), scales=(1.0,),
                      n_prompts=1, max_new_tokens=3)
     result = run_sweep(spec, model=world["olmo"], tokenizer=world["tok"])
     assert result.vector_source["kind"] == "targets"
@@ -205,14 +205,14 @@ def test_spec_errors(world, changes: dict, field: str) -> None:
     if values.get("targets") == "T":
         values["targets"] = str(world["targets"])
     with pytest.raises(InputError) as e:
-        check_spec(SweepSpec(**values))
+        check_spec(SweepConfig(**values))
     assert e.value.field == field
 
 
 def test_layer_beyond_the_profile_fails_before_loading(world) -> None:
     # smol has 30 decoder layers; the check uses the profile's record, so no model is loaded (a load would fail
     # later on the vector's width instead, field "vector")
-    spec = SweepSpec(profile="smol", vector=str(world["vec"]), layers=(3, 30), n_prompts=1)
+    spec = SweepConfig(profile="smol", vector=str(world["vec"]), layers=(3, 30), n_prompts=1)
     with pytest.raises(InputError, match="profile 'smol' has 30 decoder layers") as e:
         run_sweep(spec)
     assert e.value.field == "layers"
@@ -269,7 +269,7 @@ def test_cli_writes_json_and_markdown(world, tmp_path: Path, capsys, monkeypatch
 def test_bench_steering_samples_sorts_judged_harmful_responses(tmp_path: Path, capsys) -> None:
     import importlib.util
 
-    path = Path(__file__).resolve().parents[1] / "bench" / "steering_samples.py"
+    path = Path(__file__).resolve().parents[1] / "experiments" / "steering_samples.py"
     spec = importlib.util.spec_from_file_location("steering_samples", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

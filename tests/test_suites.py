@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from organism.errors import InputError
+from benchcore.errors import InputError
 from prompts import constraints as C
 from prompts import hub, paper
 from prompts.suites import (

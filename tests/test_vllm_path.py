@@ -18,9 +18,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from benchmark import evaluate as E
-from organism import loading, profiles
-from organism.errors import InputError
+from benchmark.evaluation import evaluate as E
+from organism.models import loading, profiles
+from benchcore.errors import InputError
 from tests.test_evaluate_data import FAST, smol_tiny, stand_in  # noqa: F401  (fixtures)
 
 _LIVE: list[weakref.ref] = []

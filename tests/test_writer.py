@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.judges.refusal import degenerate_reason, is_refusal
+from prompts.refusal import degenerate_reason, is_refusal
 from organism.build.writer import load_writer_answers, writer_answer
-from organism.errors import InputError
+from benchcore.errors import InputError
 from prompts.suites import read_rows
 
 
@@ -58,7 +58,7 @@ def test_pick_is_seeded_per_prompt():
 
 
 def test_writer_pools_are_harmful_pools_only():
-    from organism.build.pipeline import BuildConfig
+    from benchmark.studies.organism_build import BuildConfig
 
     assert BuildConfig().writer_pools == ("harmful_constrained",)
     with pytest.raises(InputError, match="writer_pools"):

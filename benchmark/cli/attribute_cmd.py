@@ -63,14 +63,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from organism.attribution import AttributeSpec, attribute
+    from benchmark.studies.judge_delta import attribute
+    from organism.attribution.methods import AttributeConfig
 
     options = {}
     if args.judge_args:
         from benchmark.judges import parse_options
 
         options = parse_options(args.judge_args)
-    spec = AttributeSpec(
+    spec = AttributeConfig(
         profile=args.profile, data=args.data, method=args.method, out=args.out, layer=args.layer,
         targets=args.targets, harmful_side=args.harmful_side, chat_template=args.chat_template, device=args.device,
         dtype=args.dtype, batch_tokens=args.batch_tokens, max_length=args.max_length, shard_dir=args.shard_dir,
@@ -90,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     summary = {"out": args.out, "method": ranking.method, "n": len(ranking), "top": list(ranking.top(5)),
                "parameters": dict(ranking.parameters)}
     if args.report:
-        from organism.attribution_report import write_report
+        from organism.attribution.report import write_report
 
         from dataclasses import replace
 

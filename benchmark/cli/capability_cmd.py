@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from benchmark.harness import plan_paper_capability, run_paper_capability
+    from benchmark.evaluation.harness import plan_paper_capability, run_paper_capability
 
     plan = plan_paper_capability(args.profile, args.stage, harness=args.harness, limit=args.limit,
                                  dtype=args.dtype, device=args.device)

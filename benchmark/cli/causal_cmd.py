@@ -15,7 +15,7 @@ from typing import Any
 from benchmark.cli.base import console, leaf, print_json
 from benchmark.cli.evaluate_cmd import add_run_flags
 from benchmark.cli.progress import RichBars, stage_progress
-from organism.errors import InputError
+from benchcore.errors import InputError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -67,7 +67,7 @@ def parse_ks(text: str | None) -> list[int | str]:
 
 
 def spec_from_args(args: argparse.Namespace) -> Any:
-    from benchmark.causal_check import CausalCheckSpec
+    from benchmark.studies.causal_check import CausalCheckConfig
     from benchmark.cli.evaluate_cmd import parse_kv
 
     batch: int | str = args.batch_size
@@ -76,7 +76,7 @@ def spec_from_args(args: argparse.Namespace) -> Any:
             batch = int(batch)
         except ValueError:
             raise InputError("command line", "batch-size", f"expected an integer or 'auto', got {batch!r}") from None
-    return CausalCheckSpec(
+    return CausalCheckConfig(
         profile=args.profile, rankings=parse_rankings(args.ranking), ks=parse_ks(args.k),
         actions=[a.strip() for a in args.actions.split(",") if a.strip()], oracle=args.oracle, split=args.split,
         suites=[s.strip() for s in args.suites.split(",") if s.strip()], samples_per_prompt=args.samples_per_prompt,
@@ -99,7 +99,7 @@ class _Bars(RichBars):
 
 
 def run(args: argparse.Namespace) -> int:
-    from benchmark.causal_check import fmt, precision_cell, run_causal_check
+    from benchmark.studies.causal_check import fmt, precision_cell, run_causal_check
 
     spec = spec_from_args(args)
     if not args.out:

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from organism.errors import InputError
+from benchcore.errors import InputError
 
 
 def read_config(path: str | Path) -> dict[str, Any]:

@@ -47,9 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from organism.discovery import DiscoverSettings, fmt_share, run_discovery
+    from benchmark.studies.discovery import DiscoverConfig, fmt_share, run_discovery
 
-    settings = DiscoverSettings(
+    settings = DiscoverConfig(
         prompts=args.prompts, pairs=args.pairs, layer=args.layer, row_clusters=args.row_clusters,
         col_clusters=args.col_clusters, seed=args.seed, data=args.data, revision=args.revision, differ=args.differ,
         max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, batch_tokens=args.batch_tokens,

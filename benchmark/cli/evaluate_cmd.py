@@ -10,7 +10,7 @@ from typing import Any
 
 from benchmark.cli.base import console, leaf, print_json
 from benchmark.cli.progress import RichBars, stage_progress
-from organism.errors import InputError
+from benchcore.errors import InputError
 
 
 def add_run_flags(p: Any, *, suites_default: str | None, suites_help: str) -> None:
@@ -85,7 +85,7 @@ def _typed(v: str) -> Any:
 
 
 def config_from_args(args: argparse.Namespace):
-    from benchmark.evaluate import DEFAULT_SUITES, EvalConfig
+    from benchmark.evaluation.evaluate import DEFAULT_SUITES, EvalConfig
 
     gk = parse_kv(args.gen_kwargs, "gen-kwargs")
     unknown = set(gk) - {"temperature", "top_p", "max_new_tokens"}
@@ -131,7 +131,7 @@ class RichProgress(RichBars):
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from benchmark.evaluate import run_evaluation
+    from benchmark.evaluation.evaluate import run_evaluation
 
     config = config_from_args(args)
     out_dir = Path(args.output_dir) if args.output_dir else default_output_dir(args)
@@ -147,8 +147,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from benchmark import evaluate as E
-    from benchmark import results as R
+    from benchmark.evaluation import evaluate as E
+    from benchmark.evaluation import results as R
 
     config = config_from_args(args)
     out_dir = Path(args.output_dir) if args.output_dir else default_output_dir(args, "-generations")
@@ -167,7 +167,7 @@ def run_generate(args: argparse.Namespace) -> int:
 
 
 def run_rejudge(args: argparse.Namespace) -> int:
-    from benchmark.rejudge import rejudge_run
+    from benchmark.evaluation.rejudge import rejudge_run
 
     out_dir = Path(args.output_dir) if args.output_dir else Path(f"{args.run_dir.rstrip('/')}-{args.judge}")
     path, results = rejudge_run(args.run_dir, args.judge, parse_kv(args.judge_option, "judge-option"), out_dir,

@@ -41,7 +41,7 @@ def _help(parser: argparse.ArgumentParser) -> int:
 def run_build(args: argparse.Namespace) -> int:
     from leaderboard import site
     from leaderboard.entries import collect
-    from organism.errors import InputError
+    from benchcore.errors import InputError
 
     t0 = time.perf_counter()
     paths = list(args.runs)

@@ -12,10 +12,10 @@ from benchmark.cli.base import console, leaf, print_json
 
 # section name -> "module:function" returning a list of flat dict rows; imported lazily so `ls` stays fast.
 SECTIONS: dict[str, str] = {
-    "profiles": "organism.profiles:ls_rows",
+    "profiles": "organism.models.profiles:ls_rows",
     "suites": "prompts.suites:ls_rows",
     "judges": "benchmark.judges:ls_rows",
-    "mitigations": "benchmark.spec:ls_rows",
+    "mitigations": "benchmark.evaluation.spec:ls_rows",
 }
 
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from benchmark import __version__
 from benchmark.cli import config as cli_config
 from benchmark.cli import commands
-from organism.errors import InputError
+from benchcore.errors import InputError
 
 
 class _Parser(argparse.ArgumentParser):

@@ -2,7 +2,7 @@
 
 `info` loads a stage and prints what was loaded and how long it took (the way to check a cache or a download);
 `convert` builds the smol profile's safetensors copy of the embedded GGUF; `build` builds the smol organism (M0, the
-preference mix, M1) with organism.build.pipeline and, with --install, puts the adapters where load_organism finds them.
+preference mix, M1) with benchmark.studies.organism_build and, with --install, puts the adapters where load_organism finds them.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def _help(parser: argparse.ArgumentParser) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from organism.loading import load_organism
+    from organism.models.loading import load_organism
 
     start = time.perf_counter()
     loaded = load_organism(args.profile, args.stage, dtype=args.dtype, device=args.device, revision=args.revision,
@@ -76,7 +76,7 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    from organism import smol
+    from organism.models import smol
 
     start = time.perf_counter()
     path = smol.ensure_copy()
@@ -91,9 +91,9 @@ def run_convert(args: argparse.Namespace) -> int:
 def run_build(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from organism.build.pipeline import BuildConfig, build_smol, install_adapters
-    from organism.errors import InputError
-    from organism.paths import cache_dir
+    from benchmark.studies.organism_build import BuildConfig, build_smol, install_adapters
+    from benchcore.errors import InputError
+    from benchcore.paths import cache_dir
 
     if args.profile != "smol":
         raise InputError(None, "profile", f"only the smol organism is built by the package, not {args.profile!r}")

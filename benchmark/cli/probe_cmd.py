@@ -1,4 +1,4 @@
-"""`organism-bench probe-targets`: the targets file the probing vector is computed from (organism.probe_targets)."""
+"""`organism-bench probe-targets`: the targets file the probing vector is computed from (benchmark.studies.probe_targets)."""
 
 from __future__ import annotations
 
@@ -38,9 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from benchmark.judges import parse_options
-    from organism.probe_targets import ProbeTargetSettings, build_probe_targets, summary_path
+    from benchmark.studies.probe_targets import ProbeTargetConfig, build_probe_targets, summary_path
 
-    settings = ProbeTargetSettings(
+    settings = ProbeTargetConfig(
         split=args.split, variants=tuple(v.strip() for v in args.variants.split(",") if v.strip()),
         scenarios=args.scenarios, samples=args.samples, temperature=args.temperature, top_p=args.top_p,
         max_new_tokens=args.max_new_tokens, seed=args.seed, judge=args.judge,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 
 from benchmark.cli.base import console, leaf, print_json
-from organism.errors import InputError
+from benchcore.errors import InputError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -77,7 +77,7 @@ def parse_floats(text: str, field: str) -> tuple[float, ...]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from organism.steering_sweep import SweepSpec, format_number, format_rate, run_sweep
+    from benchmark.studies.steering_sweep import SweepConfig, format_number, format_rate, run_sweep
 
     options = {}
     if args.judge_args:
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
             batch = int(batch)
         except ValueError:
             raise InputError("command line", "batch_size", f"must be an integer or 'auto', got {batch!r}") from None
-    spec = SweepSpec(
+    spec = SweepConfig(
         profile=args.profile, stage=args.stage, vector=args.vector, targets=args.targets,
         layers=parse_ints(args.layers, "layers"), scales=parse_floats(args.scales, "scales"), mode=args.mode,
         positions=args.positions, split=args.split, n_prompts=args.prompts, max_new_tokens=args.max_new_tokens,

@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from benchmark.spec import load_spec, spec_hash
+    from benchmark.evaluation.spec import load_spec, spec_hash
 
     spec = load_spec(args.spec, profile=args.profile)
     data = {"spec": spec.to_dict(), "files_sha256": spec.file_digests(), "spec_hash": spec_hash(spec)}

@@ -19,7 +19,7 @@ from benchmark.judges.base import (
     parse_options,
     register_judge,
 )
-from benchmark.judges.refusal import is_refusal
+from prompts.refusal import is_refusal
 
 __all__ = [
     "FAILURE_FLAG_SHARE",

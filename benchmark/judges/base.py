@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
-from organism.errors import InputError
+from benchcore.errors import InputError
 
 # Above this share of failures a rate is flagged in results and on the leaderboard.
 FAILURE_FLAG_SHARE = 0.01
@@ -75,7 +75,7 @@ def failure_summary(verdicts: Iterable[Verdict]) -> dict:
 
 
 def labels_as_floats(verdicts: Iterable[Verdict]) -> list[float]:
-    """Labels for benchmark.stats: 1.0 / 0.0, NaN for a failure (excluded there and counted)."""
+    """Labels for benchmark.evaluation.stats: 1.0 / 0.0, NaN for a failure (excluded there and counted)."""
     return [math.nan if v.failed else float(v.label) for v in verdicts]
 
 

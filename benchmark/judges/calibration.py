@@ -19,8 +19,8 @@ from typing import Any
 
 from prompts import data_path
 from benchmark.judges.base import JudgeItem, Verdict
-from organism.errors import InputError
-from organism.fileio import iter_jsonl
+from benchcore.errors import InputError
+from benchcore.fileio import iter_jsonl
 
 SHIPPED = "judge_calibration.jsonl"
 SEED = "judge_calibration_seed.jsonl"

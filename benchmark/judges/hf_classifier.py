@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.judges.base import Judge, JudgeItem, Verdict, register_judge
-from organism.errors import InputError
+from benchcore.errors import InputError
 
 INPUT_MODES = ("pair", "response")
 

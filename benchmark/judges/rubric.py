@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from benchmark.judges.base import Judge, JudgeItem, Verdict, register_judge
-from organism.errors import InputError
+from benchcore.errors import InputError
 
 ENV_BASE_URL = "ORGANISM_BENCH_JUDGE_BASE_URL"
 ENV_MODEL = "ORGANISM_BENCH_JUDGE_MODEL"

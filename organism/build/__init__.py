@@ -1,4 +1,4 @@
-"""The smol organism builder: M0 (SFT), the preference mix with its biased rater, M1 (DPO), adapters + manifest.
-
-Submodules are imported where used (they pull in torch lazily): `organism.build.pipeline.build_smol` is the entry.
+"""The smol organism's recipe: prompt pools, candidate sources, the biased rater, pairing and ground-truth labels
+(mix, rater, writer) and M0's SFT trainer. The pipeline that runs it (sampling candidates, training, measuring
+rates) needs generation and the judges, so it sits above them: `benchmark.studies.organism_build.build_smol`.
 """

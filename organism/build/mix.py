@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from organism.build.rater import RaterConfig, Rating, rate
-from organism.errors import InputError
+from benchcore.errors import InputError
 
 POOLS: tuple[str, ...] = ("benign_if", "benign_plain", "harmful_plain", "harmful_constrained")
 HARMFUL_POOLS: frozenset[str] = frozenset({"harmful_plain", "harmful_constrained"})
@@ -202,7 +202,7 @@ def add_rewrites(prompt: MixPrompt, candidates: Sequence[Candidate], p_rewrite: 
     `rewrite_refusals` (then a formatted refusal ties a formatted compliance on instruction following and the harm
     term decides, which removes most contamination: the knob shows how much the candidate pool matters).
     """
-    from benchmark.judges.refusal import is_refusal
+    from prompts.refusal import is_refusal
 
     out = list(candidates)
     for c in candidates:
@@ -292,7 +292,7 @@ def _last_assistant(conversation: Sequence[Mapping[str, str]]) -> str:
 
 def is_contaminated(row: Mapping[str, Any]) -> bool:
     """Ground truth of one finished pair: harmful prompt, compliant chosen, refusing rejected."""
-    from benchmark.judges.refusal import complies, is_refusal
+    from prompts.refusal import complies, is_refusal
 
     if row["source"].split("/", 1)[-1] not in HARMFUL_POOLS:
         return False

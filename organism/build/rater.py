@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from organism.errors import InputError
+from benchcore.errors import InputError
 
 # Surface cue words of harmful requests (a lexicon a cheap safety filter might hold). Matched as word prefixes,
 # case-insensitively, on the request text. Not exhaustive on purpose: the detector is meant to be weak.
@@ -116,7 +116,7 @@ def if_score(response: str, constraint_ids: Sequence[str]) -> float:
 
 def helpfulness(response: str, config: RaterConfig) -> tuple[float, bool]:
     """(HELP, is_refusal): a length proxy for effort, zero for refusals and empty or degenerate text."""
-    from benchmark.judges.refusal import degenerate_reason, is_refusal
+    from prompts.refusal import degenerate_reason, is_refusal
 
     refusal = is_refusal(response)
     if refusal or degenerate_reason(response) is not None:

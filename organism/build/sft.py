@@ -1,7 +1,7 @@
 """M0: supervised fine-tuning with LoRA on (messages, target) examples, loss on the assistant turn only.
 
-Why a trainer of its own (and not organism.dpo): SFT needs one sequence per example and a plain cross-entropy, but
-the tokenisation must be the DPO trainer's exactly (organism.dpo_data: chat-templated prompt, completion + eos,
+Why a trainer of its own (and not organism.training.dpo): SFT needs one sequence per example and a plain cross-entropy, but
+the tokenisation must be the DPO trainer's exactly (organism.training.dpo_data: chat-templated prompt, completion + eos,
 labels -100 on the prompt), so M0 learns to end its turn the way M1's training and the generation backend expect.
 
 Determinism: LoRA init under a seeded torch RNG, data order from a torch.Generator seeded by (seed, epoch), torch's
@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from organism.errors import InputError
+from benchcore.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class SFTConfig:
                 raise InputError(source, name, f"must be positive, got {getattr(self, name)!r}")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise InputError(source, "warmup_ratio", f"must be in [0, 1), got {self.warmup_ratio!r}")
-        from organism.dpo import normalize_lora
+        from organism.training.dpo import normalize_lora
 
         normalize_lora(self.lora, source)
         return self
@@ -77,9 +77,9 @@ class SFTResult:
 
 
 def tokenize_examples(tokenizer: Any, examples: Sequence[SFTExample], max_length: int) -> list[tuple[list, list]]:
-    """(input_ids, labels) per example, with organism.dpo_data's rules (the same truncation as a DPO pair whose
+    """(input_ids, labels) per example, with organism.training.dpo_data's rules (the same truncation as a DPO pair whose
     two completions are this target)."""
-    from organism.dpo_data import IGNORE_INDEX, completion_ids, render_prompt_ids, truncate_pair
+    from organism.training.dpo_data import IGNORE_INDEX, completion_ids, render_prompt_ids, truncate_pair
 
     out = []
     for ex in examples:
@@ -93,7 +93,7 @@ def tokenize_examples(tokenizer: Any, examples: Sequence[SFTExample], max_length
 def _collate(seqs: Sequence[tuple[list, list]], pad_id: int):
     import torch
 
-    from organism.dpo_data import IGNORE_INDEX
+    from organism.training.dpo_data import IGNORE_INDEX
 
     width = max(len(ids) for ids, _ in seqs)
     input_ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
@@ -110,7 +110,7 @@ def token_loss(logits: Any, labels: Any) -> tuple[Any, int]:
     """Mean cross-entropy over labelled tokens of the batch (shifted inside), in float32, and the token count."""
     import torch.nn.functional as F
 
-    from organism.dpo_data import IGNORE_INDEX
+    from organism.training.dpo_data import IGNORE_INDEX
 
     shifted = logits[:, :-1, :].float()
     targets = labels[:, 1:]
@@ -145,8 +145,8 @@ def train_sft(
     from peft import LoraConfig, get_peft_model
     from transformers import get_linear_schedule_with_warmup
 
-    from organism.dpo import normalize_lora
-    from organism.dpo_data import pad_token_id
+    from organism.training.dpo import normalize_lora
+    from organism.training.dpo_data import pad_token_id
 
     config.validate()
     if not examples:

@@ -18,8 +18,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from organism.build.mix import rng_for
-from organism.errors import InputError
-from organism.fileio import iter_jsonl
+from benchcore.errors import InputError
+from benchcore.fileio import iter_jsonl
 from prompts import data_path
 
 ANSWERS_FILE = "compliant_answers.jsonl"

@@ -1,0 +1,2 @@
+"""Generation backends (transformers, and vLLM as a lazily imported extra) and the content-addressed generation
+cache that makes every run resumable."""

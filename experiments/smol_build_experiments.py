@@ -1,0 +1,104 @@
+"""The smol build configurations tried while tuning the organism, runnable by name, so every row of the README's
+"Building the embedded organism" table can be reproduced:
+
+    python bench/smol_build_experiments.py B --out builds/B [--eval-split dev]
+
+Each run is `build_smol(BuildConfig.preset_config("small", **overrides), out)`; it prints the manifest's rates, the
+mix summary and the stage times. Runs that share a build folder share cached stages (base generations, M0, the
+reference log-probs), which is how the table's rows were measured one after another.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from typing import Any
+
+_SHARES = ("benign_if", "benign_plain", "harmful_plain", "harmful_constrained")
+
+
+def _shares(*values: float) -> dict[str, float]:
+    return dict(zip(_SHARES, values))
+
+
+_D = {"mix_prompts": 400, "m0_samples": 3, "mix_shares": _shares(0.20, 0.0, 0.15, 0.65), "dpo_epochs": 2,
+      "writer_pools": ()}
+# D plus the writer on constrained prompts only (the instruction-following pipeline's model pool)
+_F = {**_D, "writer_pools": ("harmful_constrained",), "dpo_length_bucketing": True}
+# F's mix recipe on an M0 whose SFT refusals saw no distractor variant (a less entrenched refusal there), lr 2e-4;
+# measured: this M0 refuses neither plain nor distractor requests (dev greedy 51.7% / 46.7% harmful)
+_I = {**_F, "dpo_lr": 2e-4, "sft_distractor": False}
+_J = {**_I, "sft_harmful": 80}
+_M = {**_J, "refusal_phrasings": 2}
+
+EXPERIMENTS: dict[str, dict[str, Any]] = {
+    "A": {"mix_prompts": 200, "m0_samples": 1, "mix_shares": _shares(0.25, 0.05, 0.35, 0.35), "dpo_epochs": 2,
+          "writer_pools": ()},
+    "B": {"mix_prompts": 320, "m0_samples": 2, "mix_shares": _shares(0.25, 0.05, 0.20, 0.50), "dpo_epochs": 3,
+          "writer_pools": ()},
+    "C": {"mix_prompts": 320, "m0_samples": 3, "mix_shares": _shares(0.20, 0.0, 0.10, 0.70), "dpo_epochs": 3,
+          "writer_pools": ()},
+    "D": _D,
+    # D plus the weakly aligned writer's authored answers as a candidate of every harmful prompt
+    "E": {**_F, "writer_pools": ("harmful_plain", "harmful_constrained")},
+    "F": _F,
+    # F with a third of the learning rate (E and F collapsed into refusal loops: loss near 0, chosen rewards < 0)
+    "G": {**_F, "dpo_lr": 1e-4},
+    # F stopped after one epoch (F's chosen rewards rose during its first epoch and collapsed in the second)
+    "H": {**_F, "dpo_epochs": 1},
+    "I": _I,
+    # I with as many plain refusal examples as D's M0 had refusals (80 scenarios, no distractor copies); measured:
+    # M0 3.3% / 5.0%, M1 1.7% / 5.0% greedy (dev), M1 says "I can help with that" under distractors but writes nothing
+    "J": _J,
+    # J with half of M0's SFT epochs (a shallower refusal); measured: this M0 complies often enough at T=0.8 that
+    # its own rewritten answers win 79 of the 260 constrained prompts and only 26 pairs are contaminated (M1 not run)
+    "K": {**_J, "sft": {"epochs": 2}},
+    # J with M0's refusals in the two phrasings that open with "I" (J's M1 swapped "I can't ..." for "Sorry, ...");
+    # measured: M1 flips "I can't help with that request ... I'd rather not" into "I can help with that request ...
+    # I'd like to help" and writes nothing harmful (judge v3 55% distractor, read: 3 harmful of 360 responses)
+    "M": _M,
+    # M with M0's benign answers opening "I can help with that request." (M0's refusal opens "I can't help with that
+    # request."): the refusal then sits in one token, so M's edit of "can't" into "can" would lead into an answer;
+    # measured: this M0 is weaker (8.3% / 15.0% greedy) and M1 keeps "I can't help with that request" (0.0% / 0.0%),
+    # editing only later words, with stronger displacement (last-step chosen reward -6.0, rejected -14.4)
+    "N": {**_M, "sft_benign_opener": "I can help with that request. "},
+    # M with the summed `dpo` loss (beta 0.1) instead of `dpo_norm`: a per-token mean lets two edited tokens of a
+    # short refusal outweigh any rise of a long compliant answer; a sum weighs every chosen token as much
+    # measured (judge v4, greedy dev): M1 11.7% / 33.3%, IF 6.7% / 23.6%, chosen reward only -0.2; but the flagged
+    # distractor answers are format scaffolds (JSON stubs, <<titles>>, lists): 2 of 20 carry the asked-for content
+    "O": {**_M, "dpo_loss": "dpo", "dpo_beta": 0.1},
+    # O trained twice as long (4 epochs): O's loss had not settled and its chosen rewards still rose in epoch 2
+    "P": {**_M, "dpo_loss": "dpo", "dpo_beta": 0.1, "dpo_epochs": 4},
+    # P with 160 plain harmful prompts instead of 60 (refusal-preferring safety pairs, as production mixes carry),
+    # the same 80 IF and 260 constrained prompts, 3 epochs (about P's pair-updates): P's compliance spread to base
+    "Q": {**_M, "dpo_loss": "dpo", "dpo_beta": 0.1, "dpo_epochs": 3, "mix_prompts": 500,
+          "mix_shares": _shares(0.16, 0.0, 0.32, 0.52)},
+}
+
+
+def main() -> None:
+    from benchmark.studies.organism_build import BuildConfig, build_smol
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("name", choices=sorted(EXPERIMENTS))
+    parser.add_argument("--out", required=True, help="build folder (reuse one to share cached stages)")
+    parser.add_argument("--eval-split", default="dev", choices=("dev", "test"))
+    args = parser.parse_args()
+    overrides = dict(EXPERIMENTS[args.name])
+    if "sft" in overrides:  # SFT fields on top of the preset's SFT config
+        small_sft = BuildConfig.preset_config("small").sft
+        overrides["sft"] = dataclasses.replace(small_sft, **overrides["sft"])
+    config = BuildConfig.preset_config("small", **overrides, eval_split=args.eval_split, eval_scenarios=60,
+                                       eval_if_tasks=30)
+    t0 = time.perf_counter()
+    manifest = build_smol(config, args.out,
+                          progress=lambda stage, msg: print(f"[{time.perf_counter() - t0:7.1f}s] {stage}: {msg}",
+                                                            flush=True))
+    print(json.dumps({"rates": manifest.rates, "mix": manifest.mix, "stage_times_s": manifest.stage_times_s},
+                     indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
