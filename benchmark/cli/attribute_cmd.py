@@ -16,7 +16,7 @@ METHOD_CHOICES = ("probe", "bank", "behavior", "judge", "gradient", "random")
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("attribute", help="rank preference pairs by activation attribution or a baseline")
-    p.add_argument("--profile", required=True, help="organism profile (see `organism-bench ls --models`)")
+    p.add_argument("--profile", required=True, help="organism profile (see `organism-bench ls --profiles`)")
     p.add_argument("--data", required=True, help="preference data: a folder, a .parquet/.jsonl file or a Hub id")
     p.add_argument("--revision", default=None, help="data revision (needed for a Hub id)")
     p.add_argument("--method", required=True, choices=METHOD_CHOICES,
