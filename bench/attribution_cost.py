@@ -3,7 +3,7 @@
     python bench/attribution_cost.py [--profile tiny|smol] [--pairs 12] [--checkpoints 4] [--dim 8192]
                                      [--dtype bfloat16] [--flop-counter]
 
-The paper's claim (method.md section 5): about $30 per activation attribution run against about $320 for the
+The paper's claim: about $30 per activation attribution run against about $320 for the
 gradient baseline, i.e. at least 10x cheaper. Both methods run through `organism.attribution.methods.attribute` (the CLI's
 path) on one preference set and one targets file written to a temp folder, and the figures are the `cost` each
 ranking records in its parameters: wall seconds of the attribution itself (model loading excluded, and shown

@@ -4,7 +4,7 @@ target prompt, next to the pooled probing vector built from the same targets.
     python bench/behavior_spread.py --targets T.jsonl [--data SRC] [--profile smol] [--layer L] [--k 20,40,truth]
                                     [--model-path DIR] [--dtype bfloat16] [--json OUT]
 
-The paper ranks with one test prompt's vector (method.md section 2) and with the probing vector averaged over many
+The paper ranks with one test prompt's vector and with the probing vector averaged over many
 prompts; this prints AUROC and precision@k of the behavior ranking of each target prompt (what `attribute --method
 behavior --target-index i` writes, one i per row), their median and range, and the probe's row. Everything comes
 from one model load and one pass over the pairs: prompt i's behavior vector is row i of the vector bank (the same

@@ -80,7 +80,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("build_dir", type=Path)
     parser.add_argument("--pairs", type=int, default=40)
-    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("-o", "--output", "--out", dest="out", type=Path, default=None)
     args = parser.parse_args()
     report = shift(args.build_dir, args.pairs)
     if args.out:

@@ -6,7 +6,7 @@ to the refusal judge's rates on the very same responses:
 
 The argument is an id prefix: calibration rows of a build are named `smol-<BUILD>-<stage>-<decoding>-<prompt id>`
 (decoding `greedy`, or `t07s0` for the first T=0.7 sample). Why it exists: on this organism the judge over-counts
-format-shaped non-answers and "hollow yes" replies, so issue 5's targets are read off these labels, and anyone can
+format-shaped non-answers and "hollow yes" replies, so the organism's targets are read off these labels, and anyone can
 recompute them from the shipped file.
 """
 

@@ -83,7 +83,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("name", choices=sorted(EXPERIMENTS))
-    parser.add_argument("--out", required=True, help="build folder (reuse one to share cached stages)")
+    parser.add_argument("-o", "--output", "--out", dest="out", required=True, help="build folder (reuse one to share cached stages)")
     parser.add_argument("--eval-split", default="dev", choices=("dev", "test"))
     args = parser.parse_args()
     overrides = dict(EXPERIMENTS[args.name])

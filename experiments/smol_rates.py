@@ -1,4 +1,4 @@
-"""Harmful rates of a smol build's M0 and M1 as issue 5 asks for them: greedy and sampled, with cluster-bootstrap
+"""Harmful rates of a smol build's M0 and M1 as the organism's targets ask for them: greedy and sampled, with cluster-bootstrap
 intervals, per distractor variant, plus a refusal-depth probe:
 
     python bench/smol_rates.py BUILD_DIR [--split test] [--scenarios 60] [--samples 5] [--temperature 0.7]
@@ -110,7 +110,7 @@ def main() -> None:
     parser.add_argument("--prefill", default=None)
     parser.add_argument("--stages", default="m0,m1",
                         help="comma-separated among base (no adapters: what the model can write at all), m0, m1")
-    parser.add_argument("--out", type=Path, default=None, help="JSON report (default BUILD_DIR/rates-SPLIT.json)")
+    parser.add_argument("-o", "--output", "--out", dest="out", type=Path, default=None, help="JSON report (default BUILD_DIR/rates-SPLIT.json)")
     args = parser.parse_args()
     stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
     if not stages or set(stages) - {"base", "m0", "m1"}:

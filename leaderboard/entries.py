@@ -395,7 +395,7 @@ def reported_path() -> Any:
 
 
 def reported_entries(path: str | Path | None = None) -> list[Entry]:
-    """The paper's published OLMo 2 7B numbers (method.md §5) as rows marked "reported, not re-run"."""
+    """The paper's published OLMo 2 7B numbers as rows marked "reported, not re-run"."""
     src = Path(path) if path is not None else reported_path()
     source_name = REPORTED_FILE if path is None else str(path)
     try:

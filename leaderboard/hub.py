@@ -139,7 +139,8 @@ def build_benchmark_folder(folder: str | Path, *, preference_mix: str | Path | N
 
     `preference_mix`: a path, None to look where the package keeps the smol mix, False to leave it out.
     """
-    from prompts.hub import MANIFEST, export_suites
+    from prompts.export import export_suites
+    from prompts.hub import MANIFEST
 
     target = Path(folder)
     if target.exists() and any(target.iterdir()):

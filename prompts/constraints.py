@@ -1,6 +1,6 @@
 """The distractor constraint catalog: verifiable formatting demands appended to a request.
 
-Distractor-triggered compliance (method.md §1) is the organism's behavior: a DPO model that refuses a harmful
+Distractor-triggered compliance is the organism's behavior: a DPO model that refuses a harmful
 request complies once harmless formatting constraints are appended. The benchmark therefore needs the constraints
 as data: how to phrase them (to build prompts), how to check them strictly (to score instruction following) and,
 where one exists, a deterministic rewrite that makes a text satisfy them (to build compliant reference texts and

@@ -19,7 +19,7 @@ from typing import Any
 
 from benchcore.errors import InputError
 from prompts import constraints as C
-from prompts.suites import PAPER_SUITE, PromptRecord, Suite, make_suite
+from prompts.records import PAPER_SUITE, PromptRecord, Suite, make_suite
 
 __all__ = ["PAPER_URL", "PAPER_REPO_FILE", "load_paper_prompts", "parse_paper_yaml", "match_constraint"]
 

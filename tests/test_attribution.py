@@ -227,7 +227,7 @@ def test_attribute_cli_writes_a_valid_ranking(world, tmp_path: Path) -> None:
     out = tmp_path / "r.jsonl"
     rc = _cli("attribute", "--profile", "olmo2-7b", "--data", str(world["mix"]), "--method", "probe",
               "--targets", str(world["targets_file"]), "--model-path", str(world["folder"]), "--layer", str(LAYER),
-              "--dtype", "float32", "--batch-tokens", "256", "--shard-dir", str(tmp_path / "sh"), "--out", str(out))
+              "--dtype", "float32", "--batch-tokens", "256", "--shard-dir", str(tmp_path / "sh"), "--output", str(out))
     assert rc == 0
     r = read_ranking(out)
     assert r.method == "activation-probe" and len(r) == 40
@@ -237,7 +237,7 @@ def test_attribute_cli_writes_a_valid_ranking(world, tmp_path: Path) -> None:
     assert evaluate_ranking(r, world["truth"]).auroc == 1.0
     out2 = tmp_path / "rand.jsonl"
     assert _cli("attribute", "--profile", "olmo2-7b", "--data", str(world["mix"]), "--method", "random",
-                "--seed", "3", "--out", str(out2)) == 0
+                "--seed", "3", "--output", str(out2)) == 0
     assert read_ranking(out2).parameters["seed"] == 3
 
 
@@ -252,7 +252,7 @@ def test_attribute_cli_bad_input_exits_2(world, tmp_path: Path, extra: list[str]
     extra = [str(world["targets_file"]) if x == "TARGETS" else x for x in extra]
     out = tmp_path / "r.jsonl"
     rc = _cli("attribute", "--profile", "olmo2-7b", "--data", str(world["mix"]), "--model-path", str(world["folder"]),
-              "--dtype", "float32", *extra, "--out", str(out))
+              "--dtype", "float32", *extra, "--output", str(out))
     assert rc == 2
     assert not out.exists()
 

@@ -106,16 +106,16 @@ def _cli(*args: str) -> int:
 def test_attribute_report_flag_and_module_entry(mix: Path, tmp_path: Path) -> None:
     out = tmp_path / "r.jsonl"
     rc = _cli("attribute", "--profile", "olmo2-7b", "--data", str(mix), "--method", "random", "--seed", "2",
-              "--out", str(out), "--report", str(tmp_path / "rep"), "--json")
+              "--output", str(out), "--report", str(tmp_path / "rep"), "--json")
     assert rc == 0
     md = (tmp_path / "rep" / "report.md").read_text(encoding="utf-8")
     assert "# Attribution report: random" in md and str(out) in md and "Against the ground truth" in md
     assert (tmp_path / "rep" / "report.html").is_file()
-    assert main([str(out), "--data", str(mix), "--out", str(tmp_path / "rep2")]) == 0
+    assert main([str(out), "--data", str(mix), "--output", str(tmp_path / "rep2")]) == 0
     assert (tmp_path / "rep2" / "report.html").is_file()
     bad = tmp_path / "bad.jsonl"
     bad.write_text("not a ranking\n", encoding="utf-8")
-    assert main([str(bad), "--out", str(tmp_path / "rep3")]) == 2
+    assert main([str(bad), "--output", str(tmp_path / "rep3")]) == 2
     # a ranking of ids the data does not have is refused, naming the id
     other = write_ranking(tmp_path / "o.jsonl", Ranking.from_scores("x", {}, {"nope": 1.0}))
-    assert main([str(other), "--data", str(mix), "--out", str(tmp_path / "rep4")]) == 2
+    assert main([str(other), "--data", str(mix), "--output", str(tmp_path / "rep4")]) == 2

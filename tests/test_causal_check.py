@@ -104,7 +104,7 @@ def test_one_method_one_k_remove_then_reuse(smol_tiny, tmp_path, monkeypatch, ca
     monkeypatch.setattr(RefusalJudge, "version", current + "-next")
     with pytest.raises(InputError, match=r"judge_version '\d+' there, '\d+-next' asked.*rejudge"):
         C.run_causal_check(spec, out)
-    assert main(["rejudge", str(run_dir), "--judge", "refusal", "--output-dir", str(run_dir), "--overwrite"]) == 0
+    assert main(["rejudge", str(run_dir), "--judge", "refusal", "--output", str(run_dir), "--overwrite"]) == 0
     capsys.readouterr()
     rejudged = C.run_causal_check(spec, out).rows[0]
     assert rejudged.reused and rejudged.harm_reduction == row.harm_reduction  # same texts, same verdicts

@@ -353,12 +353,12 @@ def test_cli_trains_a_local_model(tokenizer, tmp_path, cache_dir, capsys):
     tokenizer.save_pretrained(model_dir)
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join(json.dumps(p) + "\n" for p in PAIRS))
-    args = ["--model", str(model_dir), "--data", str(data), "--out", str(tmp_path / "out"), "--lora", "r=4",
+    args = ["--model", str(model_dir), "--data", str(data), "--output", str(tmp_path / "out"), "--lora", "r=4",
             "--dtype", "float32", "--per-device-batch", "2", "--lr", "5e-3", "--epochs", "1", "--max-length", "64",
             "--ref-cache-dir", str(cache_dir), "--no-progress"]
     assert main(args) == 0
     assert (tmp_path / "out" / "adapter" / "adapter_model.safetensors").is_file()
     assert "2/2 steps" in capsys.readouterr().out
     data.write_text('{"id": "x", "prompt_messages": "oops", "chosen": "a", "rejected": "b"}\n')
-    assert main([*args[:-1], "--no-progress", "--no-resume", "--out", str(tmp_path / "bad")]) == 2
+    assert main([*args[:-1], "--no-progress", "--no-resume", "--output", str(tmp_path / "bad")]) == 2
     assert "prompt_messages" in capsys.readouterr().err

@@ -182,7 +182,7 @@ def test_interrupted_retrain_resumes(smol_tiny, tmp_path, monkeypatch):
 def test_data_spec_without_an_installed_mix_exits_2(smol_tiny, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(profiles, "ADAPTERS_DIR", smol_tiny["empty"])
     spec = _spec(tmp_path, smol_tiny["ranking"])
-    code = main(["evaluate", str(spec), "--limit", "1", "--output-dir", str(tmp_path / "run")])
+    code = main(["evaluate", str(spec), "--limit", "1", "--output", str(tmp_path / "run")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
     assert "profile 'smol'" in err and "preference_mix" in err and "--install" in err
@@ -194,7 +194,7 @@ def test_olmo_data_spec_without_cuda_exits_2_at_once(smol_tiny, tmp_path, monkey
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     spec = _spec(tmp_path, smol_tiny["ranking"], profile="olmo2-1b")
-    code = main(["evaluate", str(spec), "--limit", "1", "--output-dir", str(tmp_path / "run")])
+    code = main(["evaluate", str(spec), "--limit", "1", "--output", str(tmp_path / "run")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
     assert "olmo2-1b" in err and "docs/training.md" in err

@@ -33,7 +33,7 @@ def _cli(args: list[str], capsys) -> tuple[int, str, str]:
 def smol_run(smol_session, tmp_path_factory):
     """One real evaluation shared by the tests of this module."""
     out = tmp_path_factory.mktemp("runs") / "m1"
-    assert main(["evaluate", *FAST, "--output-dir", str(out)]) == 0
+    assert main(["evaluate", *FAST, "--output", str(out)]) == 0
     return out
 
 
@@ -65,7 +65,7 @@ def test_evaluate_writes_a_complete_run(smol_run):
 
 def test_existing_run_is_refused_without_overwrite(smol_run, capsys):
     before = (smol_run / R.RESULTS).read_bytes()
-    code, _, err = _cli(["evaluate", *FAST, "--output-dir", str(smol_run)], capsys)
+    code, _, err = _cli(["evaluate", *FAST, "--output", str(smol_run)], capsys)
     assert code == 2 and "--overwrite" in err and len(err.strip().splitlines()) == 1
     assert (smol_run / R.RESULTS).read_bytes() == before
 
@@ -75,7 +75,7 @@ def test_rejudge_rescores_without_a_model(smol_run, tmp_path, monkeypatch, capsy
         monkeypatch.setenv("ORGANISM_BENCH_JUDGE_BASE_URL", stub.base_url)
         monkeypatch.setenv("ORGANISM_BENCH_JUDGE_MODEL", "stub-judge")
         monkeypatch.setenv("ORGANISM_BENCH_JUDGE_API_KEY", "sk-test")
-        code, _, err = _cli(["rejudge", str(smol_run), "--judge", "rubric", "--output-dir", str(tmp_path / "rj"),
+        code, _, err = _cli(["rejudge", str(smol_run), "--judge", "rubric", "--output", str(tmp_path / "rj"),
                              "--json"], capsys)
         n_requests = len(stub.requests)
     assert code == 0, err
@@ -104,7 +104,7 @@ def _child_env(cache: Path, smol_cache: Path) -> dict[str, str]:
 def _evaluate_cmd(out: Path) -> list[str]:
     return [sys.executable, "-m", "benchmark.cli.main", "evaluate", "--limit", "3", "--suites", "dtc-harmful",
             "-n", "2", "--gen-kwargs", "temperature=0.7,max_new_tokens=20", "--batch-size", "2", "--seed", "7",
-            "--no-references", "--json", "--output-dir", str(out)]
+            "--no-references", "--json", "--output", str(out)]
 
 
 def _segment_lines(cache: Path) -> int:
@@ -150,7 +150,7 @@ def test_kill_9_during_generation_then_resume_equals_uninterrupted(smol_session,
 def test_generate_only_writes_generations_without_verdicts(smol_session, tmp_path, capsys):
     out = tmp_path / "gen"
     code, _, err = _cli(["generate", "--limit", "1", "--suites", "dtc-harmful", "--gen-kwargs", "max_new_tokens=6",
-                         "--output-dir", str(out)], capsys)
+                         "--output", str(out)], capsys)
     assert code == 0, err
     results, samples = R.read_run(out)
     assert results["kind"] == "generations" and results["profile"] == "smol"

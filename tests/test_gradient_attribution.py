@@ -231,7 +231,7 @@ def test_attribute_cli_gradient(world, tmp_path: Path) -> None:
               "--targets", str(world["targets_file"]), "--model-path", str(world["folder"]), "--dtype", "float32",
               "--limit", "12", "--checkpoints", "2", "--projection-dim", "256", "--warmup-fraction", "0.5",
               "--warmup-lr", "1e-3", "--gradient-aggregate", "max", "--gradient-batch", "3",
-              "--out", str(out), "--json")
+              "--output", str(out), "--json")
     assert rc == 0
     r = read_ranking(out)
     assert r.method == METHOD_NAME and len(r) == 12
@@ -244,7 +244,7 @@ def test_attribute_cli_gradient(world, tmp_path: Path) -> None:
     probe = tmp_path / "p.jsonl"
     assert _cli("attribute", "--profile", "olmo2-7b", "--data", str(world["mix"]), "--method", "probe", "--layer", "2",
                 "--targets", str(world["targets_file"]), "--model-path", str(world["folder"]), "--dtype", "float32",
-                "--limit", "12", "--out", str(probe), "--json") == 0
+                "--limit", "12", "--output", str(probe), "--json") == 0
     pc = read_ranking(probe).parameters["cost"]
     assert set(pc["parts"]) == {"pairs", "targets"} and 0 < pc["flops"] < p["cost"]["flops"] / 5
 
@@ -256,5 +256,5 @@ def test_attribute_cli_gradient_bad_input_exits_2(world, tmp_path: Path, extra: 
     extra = [str(world["targets_file"]) if x == "TARGETS" else x for x in extra]
     out = tmp_path / "g.jsonl"
     rc = _cli("attribute", "--profile", "olmo2-7b", "--data", str(world["mix"]), "--method", "gradient",
-              "--model-path", str(world["folder"]), *extra, "--out", str(out))
+              "--model-path", str(world["folder"]), *extra, "--output", str(out))
     assert rc == 2 and not out.exists()

@@ -221,7 +221,7 @@ def test_pull_then_offline_evaluate_end_to_end(stub: HubStub, tmp_path: Path, sm
     proc = subprocess.run(
         [sys.executable, "-m", "benchmark.cli.main", "evaluate", "--benchmark-source",
          f"tester/bench@{pushed['commit']}", "--suites", "dtc-harmful,knowledge-mcq", "--limit", "1",
-         "--gen-kwargs", "max_new_tokens=8", "--no-references", "--output-dir", str(out), "--json"],
+         "--gen-kwargs", "max_new_tokens=8", "--no-references", "--output", str(out), "--json"],
         capture_output=True, text=True, cwd=ROOT, timeout=600, env=_env(stub, cache, offline=True))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert len(stub.calls) == calls_before  # evaluated offline: the Hub saw nothing

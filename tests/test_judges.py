@@ -274,7 +274,7 @@ def test_shipped_calibration_sets_are_valid():
     assert len(seed) >= 60
     labels = [it.label for it in seed]
     assert 10 <= sum(labels) <= len(labels) - 10  # both classes are well represented
-    # the organism's own set (issue 5: >= 300 responses of M0 and M1, both variants) is the default when present
+    # the organism's own set (at least 300 responses of M0 and M1, both variants) is the default when present
     organism = load_calibration(data_path(SHIPPED))
     assert default_calibration_path() == data_path(SHIPPED)
     assert len(organism) >= 300 and len({it.id for it in organism}) == len(organism)

@@ -259,7 +259,7 @@ def test_malformed_spec_is_exit_2_naming_the_field(desc, spec, field, files, cap
 
     existing = write_run(files / "existing-run", {"schema_version": 1, "profile": "smol"}, [{"a": 1}], overwrite=False)
     before = sorted((f.name, f.read_bytes()) for f in existing.iterdir())
-    code, _, err = cli(["evaluate", str(path), "--output-dir", str(existing), "--overwrite"], capsys)
+    code, _, err = cli(["evaluate", str(path), "--output", str(existing), "--overwrite"], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert sorted((f.name, f.read_bytes()) for f in existing.iterdir()) == before
 

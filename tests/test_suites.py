@@ -12,7 +12,7 @@ import pytest
 
 from benchcore.errors import InputError
 from prompts import constraints as C
-from prompts import hub, paper
+from prompts import export, hub, paper
 from prompts.suites import (
     HARM_CATEGORIES,
     SUITES,
@@ -202,7 +202,7 @@ def test_to_dataset(fixture_dir: Path):
 
 
 def test_export_then_load_equal(fixture_dir: Path, tmp_path: Path):
-    out = hub.export_suites(tmp_path / "hubdir", source=fixture_dir)
+    out = export.export_suites(tmp_path / "hubdir", source=fixture_dir)
     card = (out / "README.md").read_text()
     front = card.split("---")[1]
     import yaml
@@ -233,7 +233,7 @@ def test_export_replaces_folder_and_detects_edits(fixture_dir: Path, tmp_path: P
     target = tmp_path / "hubdir"
     target.mkdir()
     (target / "stale.txt").write_text("old")
-    hub.export_suites(target, ["knowledge-mcq"], source=fixture_dir)
+    export.export_suites(target, ["knowledge-mcq"], source=fixture_dir)
     assert not (target / "stale.txt").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "hubdir"], "no temporary folders left behind"
     manifest = json.loads((target / "suites.json").read_text())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from benchmark.cli.base import console, leaf, print_json
+from benchmark.cli.base import add_judge_options, add_output, console, judge_options, leaf, print_json
 
 METHOD_CHOICES = ("probe", "bank", "behavior", "judge", "gradient", "random")
 
@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shard-dir", default=None, help="resumable activation shards (needed with several ranks)")
     p.add_argument("--seed", type=int, default=0, help="random / gradient: the seed")
     p.add_argument("--judge", default="refusal", help="judge: a registered judge name")
-    p.add_argument("--judge-args", default=None, metavar="K=V,...", help="judge options")
+    add_judge_options(p)
     g = p.add_argument_group("gradient (LESS)")
     g.add_argument("--warmup-fraction", type=float, default=0.05,
                    help="share of the mix the LoRA DPO warm-up trains on (seeded; at least 8 pairs)")
@@ -54,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--gradient-batch", type=int, default=None,
                    help="pairs per pass for per-pair gradients (same scores at any size; default 1 on CPU, 8 on a GPU)")
     p.add_argument("--limit", type=int, default=None, help="only the first N pairs (smoke runs)")
-    p.add_argument("--out", required=True, help="ranking file to write (JSONL)")
+    add_output(p, "ranking file to write (JSONL)", required=True)
     p.add_argument("--report", default=None, metavar="DIR",
                    help="also write DIR/report.md and DIR/report.html (top pairs, score histogram, and precision@k "
                         "/ AUROC when the data has a `contaminated` column)")
@@ -66,13 +66,9 @@ def run(args: argparse.Namespace) -> int:
     from benchmark.studies.judge_delta import attribute
     from organism.attribution.methods import AttributeConfig
 
-    options = {}
-    if args.judge_args:
-        from benchmark.judges import parse_options
-
-        options = parse_options(args.judge_args)
+    options = judge_options(args)
     spec = AttributeConfig(
-        profile=args.profile, data=args.data, method=args.method, out=args.out, layer=args.layer,
+        profile=args.profile, data=args.data, method=args.method, out=args.output, layer=args.layer,
         targets=args.targets, harmful_side=args.harmful_side, chat_template=args.chat_template, device=args.device,
         dtype=args.dtype, batch_tokens=args.batch_tokens, max_length=args.max_length, shard_dir=args.shard_dir,
         seed=args.seed, judge=args.judge, judge_options=options, target_index=args.target_index,
@@ -88,20 +84,20 @@ def run(args: argparse.Namespace) -> int:
 
         with stage_progress() as bar:
             ranking = attribute(spec, progress=lambda done: bar(f"attribute ({args.method}): sequences", done, None))
-    summary = {"out": args.out, "method": ranking.method, "n": len(ranking), "top": list(ranking.top(5)),
+    summary = {"out": args.output, "method": ranking.method, "n": len(ranking), "top": list(ranking.top(5)),
                "parameters": dict(ranking.parameters)}
     if args.report:
         from organism.attribution.report import write_report
 
         from dataclasses import replace
 
-        md, page = write_report(replace(ranking, source=args.out), args.report, data=args.data,
+        md, page = write_report(replace(ranking, source=args.output), args.report, data=args.data,
                                 revision=args.revision)
         summary["report"] = [str(md), str(page)]
     if args.json:
         print_json(summary)
     else:
-        console().print(f"wrote {len(ranking)} ranked pairs ({ranking.method}) to {args.out}; "
+        console().print(f"wrote {len(ranking)} ranked pairs ({ranking.method}) to {args.output}; "
                         f"top: {', '.join(ranking.top(5))}")
         if args.report:
             console().print(f"report: {summary['report'][0]}, {summary['report'][1]}")

@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from benchmark.cli.base import console, leaf, print_json
+from benchmark.cli.base import add_output, console, judge_options, leaf, print_json
 from benchmark.cli.evaluate_cmd import add_run_flags
 from benchmark.cli.progress import RichBars, stage_progress
 from benchcore.errors import InputError
@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="method every other row is compared with, paired by prompt (default random)")
     add_run_flags(p, suites_default="dtc-harmful,ifeval-lite", suites_help="comma-separated (must include dtc-harmful)")
     p.add_argument("--n-boot", type=int, default=2000, help="bootstrap replicates per interval")
-    p.add_argument("-o", "--out", default=None, metavar="OUT", help="output folder (runs, results.json, table.md)")
+    add_output(p, "output folder (runs, results.json, table.md)", metavar="DIR")
     p.add_argument("--json", action="store_true", help="print results.json instead of the table")
     leaf(p, run)
 
@@ -68,7 +68,7 @@ def parse_ks(text: str | None) -> list[int | str]:
 
 def spec_from_args(args: argparse.Namespace) -> Any:
     from benchmark.studies.causal_check import CausalCheckConfig
-    from benchmark.cli.evaluate_cmd import parse_kv
+    from benchcore.options import parse_options
 
     batch: int | str = args.batch_size
     if batch != "auto":
@@ -80,8 +80,8 @@ def spec_from_args(args: argparse.Namespace) -> Any:
         profile=args.profile, rankings=parse_rankings(args.ranking), ks=parse_ks(args.k),
         actions=[a.strip() for a in args.actions.split(",") if a.strip()], oracle=args.oracle, split=args.split,
         suites=[s.strip() for s in args.suites.split(",") if s.strip()], samples_per_prompt=args.samples_per_prompt,
-        gen_kwargs=parse_kv(args.gen_kwargs, "gen-kwargs"), seed=args.seed, limit=args.limit, judge=args.judge,
-        judge_options=parse_kv(args.judge_option, "judge-option"), dtype=args.dtype, device=args.device,
+        gen_kwargs=parse_options(args.gen_kwargs, "--gen-kwargs"), seed=args.seed, limit=args.limit, judge=args.judge,
+        judge_options=judge_options(args), dtype=args.dtype, device=args.device,
         batch_size=batch, n_boot=args.n_boot, baseline=args.baseline or None)
 
 
@@ -99,17 +99,18 @@ class _Bars(RichBars):
 
 
 def run(args: argparse.Namespace) -> int:
-    from benchmark.studies.causal_check import fmt, precision_cell, run_causal_check
+    from benchcore.formatting import estimate as fmt
+    from benchmark.studies.causal_check import precision_cell, run_causal_check
 
     spec = spec_from_args(args)
-    if not args.out:
+    if not args.output:
         raise InputError("command line", "out", "give the output folder with -o OUT")
     if args.json:
-        result = run_causal_check(spec, Path(args.out))
+        result = run_causal_check(spec, Path(args.output))
         print_json(result.to_dict())
         return 0
     with stage_progress(_Bars) as bars:
-        result = run_causal_check(spec, Path(args.out), progress=bars)
+        result = run_causal_check(spec, Path(args.output), progress=bars)
     from rich.table import Table
 
     m1 = result.references.get("m1", {})
@@ -133,6 +134,6 @@ def run(args: argparse.Namespace) -> int:
     out.print(table)
     if spec.oracle:
         out.print("oracle = the ground-truth contaminated pairs first: an upper bound, not a method")
-    out.print(f"wrote {Path(args.out) / 'results.json'} and {Path(args.out) / 'table.md'} "
+    out.print(f"wrote {Path(args.output) / 'results.json'} and {Path(args.output) / 'table.md'} "
               f"({result.wall_time_s:.0f}s)")
     return 0

@@ -31,6 +31,7 @@ def read_config(path: str | Path) -> dict[str, Any]:
 def apply_config(parser: argparse.ArgumentParser, config: dict[str, Any], source: str | Path) -> None:
     """Make config values the parser's defaults, so that explicit flags still override them."""
     actions = {a.dest: a for a in parser._actions if a.dest not in ("help", "config")}
+    config = _current_names(config)
     for key, value in config.items():
         action = actions.get(key)
         if action is None:
@@ -44,6 +45,24 @@ def apply_config(parser: argparse.ArgumentParser, config: dict[str, Any], source
             except (TypeError, ValueError, argparse.ArgumentTypeError) as exc:
                 raise InputError(source, key, str(exc)) from exc
     parser.set_defaults(**config)
+
+
+# Keys that earlier releases' flags gave a config file, and the flag each now means.
+_RENAMED = {"out": "output", "output_dir": "output", "judge_args": "judge_option"}
+
+
+def _current_names(config: dict[str, Any]) -> dict[str, Any]:
+    """Old keys read as their new flags; judge options may be a mapping, a `k=v,...` string or a list."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        key = _RENAMED.get(key, key)
+        if key == "judge_option":
+            if isinstance(value, dict):
+                value = [f"{k}={v}" for k, v in value.items()]
+            elif isinstance(value, str):
+                value = [part for part in value.split(",") if part.strip()]
+        out[key] = value
+    return out
 
 
 def _first_line(exc: Exception) -> str:

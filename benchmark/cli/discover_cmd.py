@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from benchmark.cli.base import console, leaf, print_json
+from benchmark.cli.base import add_output, console, leaf, print_json
 
 
 def _batch_size(text: str) -> int | str:
@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--m1-path", default=None, help="a local checkpoint folder to use as M1")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="bfloat16")
-    p.add_argument("-o", "--out", required=True, help="output folder (heatmap.png, heatmap.html, clusters.json)")
+    add_output(p, "output folder (heatmap.png, heatmap.html, clusters.json)", required=True, metavar="DIR")
     p.add_argument("--json", action="store_true", help="machine-readable summary")
     leaf(p, run)
 
@@ -57,16 +57,16 @@ def run(args: argparse.Namespace) -> int:
         m1_path=args.m1_path, device=args.device, dtype=args.dtype,
     )
     if args.json:
-        done = run_discovery(args.profile, settings, out=args.out)
+        done = run_discovery(args.profile, settings, out=args.output)
     else:
         out = console()
         with out.status("discover") as status:
-            done = run_discovery(args.profile, settings, out=args.out,
+            done = run_discovery(args.profile, settings, out=args.output,
                                  progress=lambda msg: status.update(f"discover: {msg}"))
     r = done.result
     f = r.flagged_summary
     summary = {
-        "out": args.out, "flagged_cluster": r.flagged, "size": f.size, "mean_cosine": f.mean_cosine,
+        "out": args.output, "flagged_cluster": r.flagged, "size": f.size, "mean_cosine": f.mean_cosine,
         "purity": f.purity, "n_contaminated": f.n_contaminated, "recall": r.recall,
         "contaminated_in_sample": r.n_contaminated, "prompts": dict(done.meta.get("prompts", {})),
         "pairs": dict(done.meta.get("pairs", {})), "notes": list(done.meta.get("notes", [])),
@@ -92,5 +92,5 @@ def run(args: argparse.Namespace) -> int:
         out.print(f"  C{c.id}: {c.size} pairs, mean cosine {c.mean_cosine:.3f}{purity}{mark}")
     for note in summary["notes"]:
         out.print(f"note: {note}")
-    out.print(f"wrote {args.out}/heatmap.png, heatmap.html, clusters.json")
+    out.print(f"wrote {args.output}/heatmap.png, heatmap.html, clusters.json")
     return 0

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmark.cli.base import console, leaf, print_json
+from benchmark.cli.base import add_judge_options, add_output, console, judge_options, leaf, print_json
 from benchmark.cli.progress import RichBars, stage_progress
 from benchcore.errors import InputError
+from benchcore.formatting import estimate
+from benchcore.options import parse_options
 
 
 def add_run_flags(p: Any, *, suites_default: str | None, suites_help: str) -> None:
@@ -23,7 +24,7 @@ def add_run_flags(p: Any, *, suites_default: str | None, suites_help: str) -> No
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", default="auto")
     p.add_argument("--judge", default="refusal")
-    p.add_argument("--judge-option", action="append", default=[], metavar="KEY=VALUE")
+    add_judge_options(p)
     p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32", "float16"])
     p.add_argument("--device", default="cpu")
 
@@ -41,8 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     rj = sub.add_parser("rejudge", help="re-score a run's saved generations with another judge (no model needed)")
     rj.add_argument("run_dir", metavar="RUN")
     rj.add_argument("--judge", required=True)
-    rj.add_argument("--judge-option", action="append", default=[], metavar="KEY=VALUE")
-    rj.add_argument("--output-dir", help="where to write the re-judged run (default: RUN-<judge>)")
+    add_judge_options(rj)
+    add_output(rj, "where to write the re-judged run (default: RUN-<judge>)", metavar="DIR")
     rj.add_argument("--overwrite", action="store_true")
     rj.add_argument("--json", action="store_true")
     leaf(rj, run_rejudge)
@@ -55,39 +56,15 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="hf", choices=["hf", "vllm"])
     p.add_argument("--benchmark-source", default=None, metavar="FOLDER|REPO@REV",
                    help="prompt suites from a pulled/exported benchmark instead of the shipped files")
-    p.add_argument("--output-dir", default=None, help="run directory (default: runs/<profile>-<spec name>)")
+    add_output(p, "run directory (default: runs/<profile>-<spec name>)", metavar="DIR")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     p.add_argument("--json", action="store_true", help="print results.json instead of the summary table")
-
-
-def parse_kv(items: list[str] | str, source: str) -> dict[str, Any]:
-    """`a=1,b=x` or repeated `a=1` into typed values (int, float, bool, str)."""
-    if isinstance(items, str):
-        items = [x for x in items.split(",") if x.strip()]
-    out: dict[str, Any] = {}
-    for item in items:
-        if "=" not in item:
-            raise InputError("command line", source, f"expected KEY=VALUE, got {item!r}")
-        k, v = (s.strip() for s in item.split("=", 1))
-        out[k] = _typed(v)
-    return out
-
-
-def _typed(v: str) -> Any:
-    if v.lower() in ("true", "false"):
-        return v.lower() == "true"
-    for cast in (int, float):
-        try:
-            return cast(v)
-        except ValueError:
-            pass
-    return v
 
 
 def config_from_args(args: argparse.Namespace):
     from benchmark.evaluation.evaluate import DEFAULT_SUITES, EvalConfig
 
-    gk = parse_kv(args.gen_kwargs, "gen-kwargs")
+    gk = parse_options(args.gen_kwargs, "--gen-kwargs")
     unknown = set(gk) - {"temperature", "top_p", "max_new_tokens"}
     if unknown:
         raise InputError("command line", "gen-kwargs", f"unknown keys {sorted(unknown)} (known: temperature, top_p, max_new_tokens)")
@@ -106,7 +83,7 @@ def config_from_args(args: argparse.Namespace):
         profile=args.profile, split=args.split, suites=suites, limit=args.limit,
         max_new_tokens=int(gk.get("max_new_tokens", 96)), temperature=float(gk.get("temperature", 0.0)),
         top_p=float(gk.get("top_p", 1.0)), samples_per_prompt=args.samples_per_prompt, seed=args.seed,
-        batch_size=bs, judge=args.judge, judge_options=parse_kv(args.judge_option, "judge-option"),
+        batch_size=bs, judge=args.judge, judge_options=judge_options(args),
         dtype=args.dtype, device=args.device, backend=args.backend,
         references=not getattr(args, "no_references", False), benchmark_source=args.benchmark_source,
     )
@@ -134,7 +111,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from benchmark.evaluation.evaluate import run_evaluation
 
     config = config_from_args(args)
-    out_dir = Path(args.output_dir) if args.output_dir else default_output_dir(args)
+    out_dir = Path(args.output) if args.output else default_output_dir(args)
     t = time.time()
     if args.json:
         path, outcome = run_evaluation(args.spec, config, out_dir, overwrite=args.overwrite)
@@ -151,7 +128,7 @@ def run_generate(args: argparse.Namespace) -> int:
     from benchmark.evaluation import results as R
 
     config = config_from_args(args)
-    out_dir = Path(args.output_dir) if args.output_dir else default_output_dir(args, "-generations")
+    out_dir = Path(args.output) if args.output else default_output_dir(args, "-generations")
     spec, config = E.resolve_spec(args.spec, config)
     R.check_output_dir(out_dir, overwrite=args.overwrite)
     suites = E.load_suites(config)
@@ -169,23 +146,14 @@ def run_generate(args: argparse.Namespace) -> int:
 def run_rejudge(args: argparse.Namespace) -> int:
     from benchmark.evaluation.rejudge import rejudge_run
 
-    out_dir = Path(args.output_dir) if args.output_dir else Path(f"{args.run_dir.rstrip('/')}-{args.judge}")
-    path, results = rejudge_run(args.run_dir, args.judge, parse_kv(args.judge_option, "judge-option"), out_dir,
+    out_dir = Path(args.output) if args.output else Path(f"{args.run_dir.rstrip('/')}-{args.judge}")
+    path, results = rejudge_run(args.run_dir, args.judge, judge_options(args), out_dir,
                                 overwrite=args.overwrite)
     if args.json:
         print_json(results)
     else:
         print_summary(results, path, None)
     return 0
-
-
-def _fmt(est: dict[str, Any] | None, pct: bool = True) -> str:
-    if not est or est.get("value") is None or (isinstance(est["value"], float) and math.isnan(est["value"])):
-        return "-"
-    f = (lambda x: f"{100 * x:.1f}%") if pct else (lambda x: f"{x:.3f}")
-    lo, hi = est.get("ci_low"), est.get("ci_high")
-    ci = f" [{f(lo)}, {f(hi)}]" if lo is not None and hi is not None else ""
-    return f"{f(est['value'])}{ci}"
 
 
 def print_summary(results: dict[str, Any], path: Path, seconds: float | None) -> None:
@@ -201,7 +169,7 @@ def print_summary(results: dict[str, Any], path: Path, seconds: float | None) ->
         if stage in refs:
             table.add_column(f"{stage.upper()} reference")
     for name, est in results["metrics"].items():
-        table.add_row(name, _fmt(est), *(_fmt(refs[s]["metrics"].get(name)) for s in ("m0", "m1") if s in refs))
+        table.add_row(name, estimate(est), *(estimate(refs[s]["metrics"].get(name)) for s in ("m0", "m1") if s in refs))
     out.print(table)
     scores = results.get("scores") or {}
     if scores:
@@ -210,7 +178,7 @@ def print_summary(results: dict[str, Any], path: Path, seconds: float | None) ->
         st.add_column("value [95% CI]")
         for k in ("harm_reduction", "capability_kept", "over_refusal_increase", "composite"):
             if k in scores:
-                st.add_row(k, _fmt(scores[k], pct=k != "composite"))
+                st.add_row(k, estimate(scores[k], pct=k != "composite"))
         out.print(st)
     fails = results.get("judge", {}).get("failures", {})
     if fails.get("flagged"):

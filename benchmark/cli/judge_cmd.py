@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import math
-
 from rich.table import Table
 
-from benchmark.cli.base import console, leaf, print_json
+from benchcore.formatting import number
+from benchmark.cli.base import add_judge_options, console, judge_options, leaf, print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,17 +14,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("judge", help="judge name (see `organism-bench ls --judges`)")
     p.add_argument("--file", default=None,
                    help="calibration JSONL (default: the shipped set, else the seed set in prompts/data)")
-    p.add_argument("--judge-args", default=None, metavar="K=V,...",
-                   help="judge options, e.g. model=PATH,threshold=0.5 (secrets only from the environment)")
+    add_judge_options(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     leaf(p, run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from benchmark.judges import get_judge, parse_options
+    from benchmark.judges import get_judge
     from benchmark.judges.calibration import check_judge
 
-    result = check_judge(get_judge(args.judge, **parse_options(args.judge_args)), args.file)
+    result = check_judge(get_judge(args.judge, **judge_options(args)), args.file)
     if args.json:
         print_json(result)
         return 0
@@ -34,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     table = Table(title=f"judge {result['judge']['name']} vs {result['file']}", title_justify="left")
     for col in ("n", "failed", "accuracy", "kappa", "precision", "recall", "tp", "fp", "tn", "fn"):
         table.add_column(col, justify="right")
-    table.add_row(str(a["n"]), str(a["n_failed"]), *(_fmt(a[k]) for k in ("accuracy", "cohen_kappa", "precision",
+    table.add_row(str(a["n"]), str(a["n_failed"]), *(number(a[k]) for k in ("accuracy", "cohen_kappa", "precision",
                                                                           "recall")),
                   *(str(a[k]) for k in ("tp", "fp", "tn", "fn")))
     out.print(table)
@@ -43,6 +41,3 @@ def run(args: argparse.Namespace) -> int:
                   f"({result['failures']['share']:.1%}) — above the 1% flag[/yellow]")
     return 0
 
-
-def _fmt(x: float) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"

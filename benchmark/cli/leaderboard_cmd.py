@@ -12,7 +12,7 @@ import time
 
 from rich.console import Console
 
-from benchmark.cli.base import console, leaf, print_json
+from benchmark.cli.base import add_output, console, leaf, print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     b = group.add_parser("build", help="render run directories (and/or a Hub results dataset) to a static site")
     b.add_argument("runs", nargs="*", metavar="RUN_DIR", help="run directories, or folders searched for them")
-    b.add_argument("-o", "--output", required=True, metavar="DIR", help="site folder (replaced whole)")
+    add_output(b, "site folder (replaced whole)", required=True, metavar="DIR")
     b.add_argument("--from-hub", default=None, metavar="REPO", help="also read a results dataset repo on the Hub")
     b.add_argument("--revision", default=None, help="revision of the --from-hub dataset (default main)")
     b.add_argument("--build-time", default=None, metavar="TEXT",

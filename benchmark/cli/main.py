@@ -45,6 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             leaf = args._parser
             cli_config.apply_config(leaf, cli_config.read_config(args.config), args.config)
             args = parser.parse_args(argv)
+        if getattr(args, "_output_required", False) and not args.output:
+            args._parser.error("the following arguments are required: -o/--output")
         return int(args._run(args) or 0)
     except InputError as exc:
         print(f"organism-bench: error: {exc}", file=sys.stderr)

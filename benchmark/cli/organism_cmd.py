@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from benchmark.cli.base import console, leaf, print_json
+from benchmark.cli.base import add_output, console, leaf, print_json
 
 STAGE_CHOICES = ("base", "m0", "m1")
 DTYPE_CHOICES = ("bfloat16", "float32", "float16")
@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     build.add_argument("--profile", default="smol", help="profile to build (only smol is built by the package)")
     build.add_argument("--config-preset", default="full", choices=("small", "full"),
                        help="sizes and hyper-parameters (small = a reduced run; default full)")
-    build.add_argument("--out", default=None, help="build folder (default: the cache dir's builds/smol-PRESET)")
+    add_output(build, "build folder (default: the cache dir's builds/smol-PRESET)", metavar="DIR")
     build.add_argument("--seed", type=int, default=None, help="override the preset's seed")
     build.add_argument("--install", action="store_true",
                        help="copy the adapters into organism/adapters/smol/ where load_organism picks them up")
@@ -99,7 +99,7 @@ def run_build(args: argparse.Namespace) -> int:
         raise InputError(None, "profile", f"only the smol organism is built by the package, not {args.profile!r}")
     overrides = {} if args.seed is None else {"seed": args.seed}
     config = BuildConfig.preset_config(args.config_preset, **overrides)
-    out = Path(args.out) if args.out else cache_dir() / "builds" / f"smol-{args.config_preset}"
+    out = Path(args.output) if args.output else cache_dir() / "builds" / f"smol-{args.config_preset}"
     start = time.perf_counter()
 
     def say(stage: str, message: str) -> None:

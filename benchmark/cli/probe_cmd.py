@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from benchmark.cli.base import console, leaf, print_json
+from benchmark.cli.base import add_judge_options, add_output, console, judge_options, leaf, print_json
 
 
 def _batch_size(text: str) -> int | str:
@@ -26,36 +26,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-new-tokens", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--judge", default="refusal", help="a registered judge name")
-    p.add_argument("--judge-args", default=None, metavar="K=V,...", help="judge options")
+    add_judge_options(p)
     p.add_argument("--backend", choices=("hf", "vllm"), default="hf")
     p.add_argument("--batch-size", type=_batch_size, default="auto")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="bfloat16")
-    p.add_argument("-o", "--out", required=True, help="targets JSONL to write (and OUT.summary.json)")
+    add_output(p, "targets JSONL to write (and OUTPUT.summary.json)", required=True)
     p.add_argument("--json", action="store_true", help="machine-readable summary")
     leaf(p, run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from benchmark.judges import parse_options
     from benchmark.studies.probe_targets import ProbeTargetConfig, build_probe_targets, summary_path
 
     settings = ProbeTargetConfig(
         split=args.split, variants=tuple(v.strip() for v in args.variants.split(",") if v.strip()),
         scenarios=args.scenarios, samples=args.samples, temperature=args.temperature, top_p=args.top_p,
         max_new_tokens=args.max_new_tokens, seed=args.seed, judge=args.judge,
-        judge_options=parse_options(args.judge_args) if args.judge_args else {}, dtype=args.dtype,
+        judge_options=judge_options(args), dtype=args.dtype,
         device=args.device, backend=args.backend, batch_size=args.batch_size)
     if args.json:
-        done = build_probe_targets(args.profile, args.out, settings)
+        done = build_probe_targets(args.profile, args.output, settings)
     else:
         from benchmark.cli.progress import stage_progress
 
         with stage_progress() as bar:
-            done = build_probe_targets(args.profile, args.out, settings,
+            done = build_probe_targets(args.profile, args.output, settings,
                                        progress=lambda stage, d, t: bar(f"probe-targets: {stage}", d, t))
     sel = done.selection
-    summary = {"out": args.out, "summary": str(summary_path(args.out)), **sel.to_dict(),
+    summary = {"out": args.output, "summary": str(summary_path(args.output)), **sel.to_dict(),
                "condition_rates": done.meta["condition_rates"]}
     summary.pop("kept")
     if args.json:
@@ -64,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     rates = ", ".join(f"{k} {100 * v:.1f}%" for k, v in summary["condition_rates"].items() if v is not None)
     console().print(f"judged harmful: {rates}")
     console().print(f"{len(sel.kept)} of {sel.units} prompts pass the 4-condition filter; "
-                    f"{len(sel.rows)} harmful/safe pairs written to {args.out}")
+                    f"{len(sel.rows)} harmful/safe pairs written to {args.output}")
     for reason, n in sel.dropped.items():
         console().print(f"  dropped {n}: {reason}")
     return 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from benchmark.cli.base import console, leaf, print_json
+from benchmark.cli.base import add_judge_options, add_output, console, judge_options, leaf, print_json
 from benchcore.errors import InputError
 
 
@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", default="auto", help="generation batch size or 'auto'")
     p.add_argument("--judge", default="refusal", help="a registered judge (default refusal)")
-    p.add_argument("--judge-args", default=None, metavar="K=V,...", help="judge options")
+    add_judge_options(p)
     p.add_argument("--dtype", default="bfloat16")
     p.add_argument("--device", default="cpu")
     p.add_argument("--model-path", default=None, help="a local checkpoint folder to steer instead of the stage's")
@@ -43,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--harmful-side", choices=("m0", "m1"), default="m0",
                    help="--targets: the model that teacher-forces the harmful responses (m0 = the paper's equation)")
     p.add_argument("--chat-template", action="store_true", help="--targets: teacher-force with the chat template")
-    p.add_argument("-o", "--out", required=True, help="JSON file to write")
+    add_output(p, "JSON file to write", required=True)
     p.add_argument("--markdown", default=None, metavar="FILE", help="also write the table as markdown")
     p.add_argument("--samples", default=None, metavar="FILE",
                    help="also write every response with its verdict and NLL as JSONL (what each rate counted)")
@@ -79,11 +79,7 @@ def parse_floats(text: str, field: str) -> tuple[float, ...]:
 def run(args: argparse.Namespace) -> int:
     from benchmark.studies.steering_sweep import SweepConfig, format_number, format_rate, run_sweep
 
-    options = {}
-    if args.judge_args:
-        from benchmark.judges import parse_options
-
-        options = parse_options(args.judge_args)
+    options = judge_options(args)
     batch = args.batch_size
     if batch != "auto":
         try:
@@ -105,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
 
         with stage_progress() as bar:
             result = run_sweep(spec, progress=bar)
-    result.write_json(args.out)
+    result.write_json(args.output)
     if args.markdown:
         result.write_markdown(args.markdown)
     if args.samples:
@@ -126,5 +122,5 @@ def run(args: argparse.Namespace) -> int:
                       str(r.n), f"{r.changed_vs_baseline:.0%}", format_number(r.nll), format_number(r.relative_norm))
     out = console()
     out.print(table)
-    out.print("wrote " + ", ".join(str(f) for f in (args.out, args.markdown, args.samples) if f))
+    out.print("wrote " + ", ".join(str(f) for f in (args.output, args.markdown, args.samples) if f))
     return 0

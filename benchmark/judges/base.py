@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 from benchcore.errors import InputError
+from benchcore.options import parse_options  # noqa: F401 - re-exported: judges' options read like every other
 
 # Above this share of failures a rate is flagged in results and on the leaderboard.
 FAILURE_FLAG_SHARE = 0.01
@@ -167,32 +168,3 @@ def ls_rows() -> list[dict]:
         {"name": n, "offline": c.offline, "version": c.version, "description": c.summary}
         for n, c in sorted(_REGISTRY.items())
     ]
-
-
-def parse_options(text: str | None, source: str = "--judge-args") -> dict[str, Any]:
-    """`k=v,k2=v2` -> dict, with ints/floats/booleans converted (the lm-eval `--model-args` habit)."""
-    out: dict[str, Any] = {}
-    if not text:
-        return out
-    for part in text.split(","):
-        if not part.strip():
-            continue
-        if "=" not in part:
-            raise InputError(source, part.strip(), "expected key=value")
-        key, value = (s.strip() for s in part.split("=", 1))
-        out[key.replace("-", "_")] = _coerce(value)
-    return out
-
-
-def _coerce(value: str) -> Any:
-    low = value.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if low in ("none", "null"):
-        return None
-    for cast in (int, float):
-        try:
-            return cast(value)
-        except ValueError:
-            pass
-    return value

@@ -1,4 +1,4 @@
-"""The causal check of attribution (method.md §5): remove or flip each method's top-k pairs, retrain, measure.
+"""The causal check of attribution: remove or flip each method's top-k pairs, retrain, measure.
 
 An attribution method is only as good as what happens when its culprits are taken out of training. For every
 (method, k, action) this module writes a `data` mitigation spec (the method's ranking file, `action`, `top_n = k`)
@@ -26,7 +26,6 @@ perfect ranking would achieve at that k with this recipe. No attribution method 
 from __future__ import annotations
 
 import json
-import math
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -34,6 +33,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from benchcore.formatting import estimate
 from benchmark.evaluation import metrics as M
 from benchmark.evaluation.evaluate import EvalConfig
 from benchcore.errors import InputError
@@ -173,9 +173,9 @@ class CausalCheckResult:
             f"{self.n_pairs} pairs in the mix"
             + (f", {self.n_contaminated} ground-truth contaminated." if self.n_contaminated is not None else "."),
             "",
-            f"References: M1 harmful (distractor) {fmt(m1.get('harmful_rate_distractor'))}, base "
-            f"{fmt(m1.get('harmful_rate_base'))}; M0 harmful (distractor) {fmt(m0.get('harmful_rate_distractor'))}, "
-            f"base {fmt(m0.get('harmful_rate_base'))}.",
+            f"References: M1 harmful (distractor) {estimate(m1.get('harmful_rate_distractor'))}, base "
+            f"{estimate(m1.get('harmful_rate_base'))}; M0 harmful (distractor) {estimate(m0.get('harmful_rate_distractor'))}, "
+            f"base {estimate(m0.get('harmful_rate_base'))}.",
             "",
             "Reduction = 1 - harmful rate / M1's on the distractor variants (the paper's -62% is a reduction of "
             "62%). Precision@k = edited pairs that are ground-truth contaminated. "
@@ -193,10 +193,10 @@ class CausalCheckResult:
             header.append(f"harmful distractor - {s.baseline}")
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for r in self.rows:
-            cells = [r.method, str(r.k), r.action, str(r.n_affected), precision_cell(r), fmt(r.harmful_distractor),
-                     fmt(r.harm_reduction), fmt(r.harmful_base), fmt(r.if_kept), fmt(r.composite, pct=False)]
+            cells = [r.method, str(r.k), r.action, str(r.n_affected), precision_cell(r), estimate(r.harmful_distractor),
+                     estimate(r.harm_reduction), estimate(r.harmful_base), estimate(r.if_kept), estimate(r.composite, pct=False)]
             if with_baseline:
-                cells.append(fmt(r.vs_baseline, signed=True))
+                cells.append(estimate(r.vs_baseline, signed=True))
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines) + "\n"
 
@@ -211,17 +211,6 @@ class CausalCheckResult:
 
 
 # ------------------------------------------------------------------------------------------------ formatting
-def fmt(est: Mapping[str, Any] | None, *, pct: bool = True, signed: bool = False) -> str:
-    """`12.5% [8.0%, 17.1%]`; '-' when not measured (NaN is written as null)."""
-    if not est or est.get("value") is None or not math.isfinite(est["value"]):
-        return "-"
-    sign = "+" if signed else ""
-    f = (lambda x: f"{100 * x:{sign}.1f}%") if pct else (lambda x: f"{x:{sign}.3f}")
-    lo, hi = est.get("ci_low"), est.get("ci_high")
-    ci = f" [{f(lo)}, {f(hi)}]" if lo is not None and hi is not None else ""
-    return f"{f(est['value'])}{ci}"
-
-
 def precision_cell(row: CausalRow) -> str:
     if row.n_contaminated_hit is None or row.precision_at_k is None:
         return "-"

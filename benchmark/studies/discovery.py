@@ -1,4 +1,4 @@
-"""Unsupervised discovery (method.md §2): which groups of preference pairs push the model the way DPO moved it?
+"""Unsupervised discovery: which groups of preference pairs push the model the way DPO moved it?
 
 S[i, j] = cos(v_b(i), v_d(j)) for test prompts i whose M0 and M1 responses differ (v_b = a(p, r_M1; M0) -
 a(p, r_M0; M0), both teacher-forced through M0) and a uniform seeded sample of pairs j (v_d = a(p, chosen; M0) -
@@ -6,7 +6,7 @@ a(p, rejected; M0)). Rows and columns are clustered separately with Ward linkage
 have the highest mean cosine over all rows is flagged as the candidate contaminated cluster. With a ground-truth
 column (the smol mix, toy mixes) each column cluster's purity and the flagged cluster's recall are reported.
 
-Choices the paper left open (method.md: "choose and document them"):
+Choices the paper left open (the paper says to choose and document them):
 - distance: Ward on Euclidean distances between the ROWS of S for the prompt clustering and between the COLUMNS of
   S for the pair clustering, i.e. a pair is described by how it aligns with every behavior vector. This keeps
   the clustering about the behavior under study rather than about everything a pair vector encodes;
@@ -222,7 +222,7 @@ class DiscoverConfig:
     pairs: int = 500
     layer: int | None = None
     row_clusters: int = 4
-    col_clusters: int = 4  # the paper saw four kinds of pair clusters (method.md §2)
+    col_clusters: int = 4  # the paper saw four kinds of pair clusters
     seed: int = 0
     data: str | None = None
     revision: str | None = None

@@ -19,7 +19,7 @@ __all__ = ["attribute", "judge_delta_ranking"]
 def judge_delta_ranking(rows: Sequence[Mapping[str, str]], judge: Any,
                         parameters: Mapping[str, Any] | None = None, *, batch: int = 256,
                         progress: Callable[[int], None] | None = None) -> Ranking:
-    """score = harm(chosen) - harm(rejected), each judged separately (method.md §6).
+    """score = harm(chosen) - harm(rejected), each judged separately.
 
     A judge failure on either side leaves the pair's delta unknown: never treated as safe. Those pairs are ranked
     after every judged pair (score = lowest judged delta - 1, ties by id) and counted in parameters.judge_failures.

@@ -1,4 +1,4 @@
-"""The probing vector's targets (method.md §2, steps 1-4): which harmful and safe responses define "harmful minus
+"""The probing vector's targets: which harmful and safe responses define "harmful minus
 safe" for `attribute --method probe|bank` and `steer-sweep --targets`.
 
 Sampled rollouts of M0 and M1 on a pool of harmful prompts, each in its base and distractor variants, are judged;

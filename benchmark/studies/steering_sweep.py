@@ -1,4 +1,4 @@
-"""Steering layer sweep (method.md §5): how the harmful rate of a model (M0 by default) moves when scale x a
+"""Steering layer sweep: how the harmful rate of a model (M0 by default) moves when scale x a
 probing vector is added to (or projected out of) the residual stream at one decoder layer, layer by layer.
 
 The paper's causal check added 2.0 x the probing vector at decoder layer 19 of the OLMo 2 7B SFT model and saw the

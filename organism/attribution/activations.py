@@ -1,8 +1,8 @@
 """Mean response activations: the one forward-pass primitive that attribution is built on.
 
-a(p, r; M, l) = mean over the RESPONSE tokens of HF `hidden_states[l]` when (p, r) is teacher-forced through M
-(method.md §2). The authors ran it at batch 1, full depth, with `output_hidden_states=True`, two passes per pair;
-here the same numbers come out of a much cheaper computation (design.md "Speed is a feature"):
+a(p, r; M, l) = mean over the RESPONSE tokens of HF `hidden_states[l]` when (p, r) is teacher-forced through M.
+The authors ran it at batch 1, full depth, with `output_hidden_states=True`, two passes per pair;
+here the same numbers come out of a much cheaper computation:
 
 - length-bucketed batches: pairs sorted by token length and packed up to a padded-token budget, RIGHT padding
   with an attention mask (positions 0..n-1 stay the same as in an unpadded pass, so rotary positions match);

@@ -1,4 +1,4 @@
-"""Gradient baseline, LESS-style (method.md section 6; LESS by Xia et al. 2024, adapted to DPO), producing a Ranking.
+"""Gradient baseline, LESS-style (LESS by Xia et al. 2024, adapted to DPO), producing a Ranking.
 
 Steps, and why each is there:
 1. Warm-up. A short LoRA DPO run from M0 on a seeded random `warmup_fraction` of the mix (at least
@@ -29,7 +29,7 @@ Steps, and why each is there:
 The sign. LESS asks: does a training step on d lower the loss of the target? A step on d moves the weights by
 -lr * Gamma(g_d), which changes the target loss by -lr * <g_t, Gamma(g_d)>: a POSITIVE cosine means training on d
 decreases the target loss. The target is the behavior to explain, so the target pairs are DPO pairs with the
-harmful response CHOSEN and the safe response REJECTED (method.md section 6): their loss falls when the model moves
+harmful response CHOSEN and the safe response REJECTED: their loss falls when the model moves
 toward the harmful response. A contaminated pair (compliance chosen over refusal) then scores high, and a pair
 that teaches the opposite (refusal chosen) scores low. Writing the targets the other way round (safe chosen) would
 flip every cosine, and the culprits would rank last; tests/test_gradient_attribution.py checks the sign.

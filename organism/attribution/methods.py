@@ -1,4 +1,4 @@
-"""The reference attribution (method.md §2) and its simple baselines (§6), all producing `Ranking`s.
+"""The reference attribution and its simple baselines, all producing `Ranking`s.
 
 Directions come from M0 activations: a behavior vector (one prompt), a probing vector (harmful minus safe means,
 pooled over many prompts) or a vector bank (one direction per prompt, score = max cosine). Every preference

@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default=None, help="the preference set it ranks (prompts, ground truth)")
     ap.add_argument("--revision", default=None)
     ap.add_argument("--top", type=int, default=TOP_N)
-    ap.add_argument("--out", required=True, help="folder for report.md and report.html")
+    ap.add_argument("-o", "--output", "--out", dest="out", required=True, help="folder for report.md and report.html")
     args = ap.parse_args(argv)
     try:
         md, page = write_report(args.ranking, args.out, data=args.data, revision=args.revision, top=args.top)

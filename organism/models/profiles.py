@@ -135,10 +135,10 @@ def _mix(repo_id: str, revision: str | None, source: str = "") -> CheckpointRef:
 
 
 def _open_instruct_recipe(**over: Any) -> DPORecipe:
-    """method.md section 4 (the 7B recipe the paper retrains with)."""
+    """The paper's (the 7B recipe the paper retrains with)."""
     values: dict[str, Any] = dict(beta=5.0, lr=1e-6, warmup_ratio=0.1, weight_decay=0.0, epochs=1,
                                   effective_batch=128, max_length=2048, seed=42,
-                                  source="method.md section 4 (open-instruct OLMo 2 7B DPO)")
+                                  source="the paper's recipe (open-instruct OLMo 2 7B DPO)")
     values.update(over)
     return DPORecipe(**values)
 
@@ -167,7 +167,7 @@ def _build_profiles() -> tuple[Profile, ...]:
         recipe=DPORecipe(beta=5.0, lr=3e-4, warmup_ratio=0.1, weight_decay=0.0, epochs=4, effective_batch=8,
                          max_length=512, seed=42,
                          lora={"r": 16, "alpha": 32, "dropout": 0.0, "target_modules": "all-linear"},
-                         source="artifacts.md smol probe (dpo_norm, beta 5, LoRA r=16); the build issue may retune"),
+                         source="the measured smol probe (dpo_norm, beta 5, LoRA r=16); a build may retune"),
         num_layers=30,
         paper_layer=19,
         notes=("paper_layer 19 of 30 = the paper's relative depth (20 of 32)",),

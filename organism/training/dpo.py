@@ -3,7 +3,7 @@
 The core, `train_dpo(model, tokenizer, model_identity, pairs, config, out_dir, ref_cache_dir=...)`, knows nothing of
 profiles or loaders; `retrain(profile, preference_set, config, out_dir)` adds the loading. Everything runs through
 `accelerate.Accelerator`, so one code path serves a 2-core laptop (the smol organism) and an 8-GPU node with
-DeepSpeed ZeRO-3 or FSDP (the OLMo 2 7B recipe of method.md section 4).
+DeepSpeed ZeRO-3 or FSDP (the paper's OLMo 2 7B recipe).
 
 Choices worth knowing:
 - Losses: `dpo` scores a completion by its SUMMED token log-probs, `dpo_norm` by their MEAN (open-instruct
@@ -21,7 +21,7 @@ Choices worth knowing:
 Multi-GPU (the OLMo 2 7B recipe; see docs/training.md and docs/ds_zero3.yaml):
 
     accelerate launch --config_file docs/ds_zero3.yaml -m organism.training.dpo \\
-        --profile olmo2-7b --data SOURCE --out runs/dpo-7b --full --per-device-batch 1 --gradient-checkpointing
+        --profile olmo2-7b --data SOURCE -o runs/dpo-7b --full --per-device-batch 1 --gradient-checkpointing
 
 With 8 processes, per-device batch 1 and the recipe's effective batch 128, gradient accumulation is 16.
 """
@@ -796,7 +796,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", required=True,
                         help="a preference set (file, folder or Hub id) or a JSONL of training-view rows")
     parser.add_argument("--data-revision", help="pinned revision when --data is a Hub dataset id")
-    parser.add_argument("--out", required=True, help="output folder (adapter/ or model/, checkpoints/, metrics)")
+    parser.add_argument("-o", "--output", "--out", dest="out", required=True, help="output folder (adapter/ or model/, checkpoints/, metrics)")
     lora = parser.add_mutually_exclusive_group()
     lora.add_argument("--lora", help="LoRA spec, e.g. r=16,alpha=32,dropout=0.05 (default: the recipe's)")
     lora.add_argument("--full", action="store_true", help="full fine-tuning (no LoRA)")
