@@ -6,6 +6,9 @@ half-drawn row), numbers that are not finite become "missing", and text stays te
 templates' job (autoescape), nothing here builds HTML.
 
 Rows are plain dataclasses so that sorting, ranking and rendering are pure functions of them.
+
+Every row carries its judge's measure (benchmark.judges.measures): what the `harmful_*` figures count, compliance or
+harm. A results.json from before the measure was recorded gets it from the judge name (refusal -> compliance).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 
 from benchcore.fileio import iter_jsonl
 from benchcore.errors import InputError
+from benchmark.judges.measures import HARM, Measure, get_measure, measure_from_judge_info
 
 REPORTED_FILE = "olmo2_7b_reported.json"
 REPORTED_NOTE = "reported, not re-run"
@@ -52,8 +56,8 @@ class Value:
 
 
 MISSING = Value(None)
-NO_JUDGE = {"name": None, "version": None, "accuracy": None, "kappa": None, "failed_share": None, "n_failed": None,
-            "flagged": False}
+NO_JUDGE = {"name": None, "version": None, "accuracy": None, "kappa": None, "label": None, "note": None,
+            "failed_share": None, "n_failed": None, "flagged": False}
 NO_PARAMETERS = {"method": None, "authors": [], "description": None, "date": None, "url": None}
 
 
@@ -79,6 +83,7 @@ class Entry:
     name: str
     origin: str  # "run" | "reference" | "reported"
     role: str | None = None  # "m0" | "m1" for reference rows
+    measure: str = HARM.key  # what the judge's positive label means: "compliance" | "harm"
     submission_type: str = ""
     metrics: dict[str, Value] = field(default_factory=dict)
     scores: dict[str, Value] = field(default_factory=dict)
@@ -98,6 +103,10 @@ class Entry:
     @property
     def is_reference(self) -> bool:
         return self.role is not None
+
+    @property
+    def measured(self) -> Measure:
+        return get_measure(self.measure)
 
 
 @dataclass(frozen=True)
@@ -185,7 +194,7 @@ def load_run(path: str | Path, *, samples: bool = True) -> Entry:
         raise InputError(res_path, None, f"not valid JSON ({exc})") from None
     entry = entry_from_results(results, res_path, run_name=run.name, content=raw)
     if samples:
-        entry.samples = read_samples(run / "samples.jsonl")
+        entry.samples = read_samples(run / "samples.jsonl", entry.measured)
     return entry
 
 
@@ -206,6 +215,7 @@ def entry_from_results(results: Any, source: Any, *, run_name: str, content: byt
         raise InputError(source, "metrics", "no metrics")
     scores = _estimates(results.get("scores"), source, "scores")
     judge = _dict(results.get("judge"), source, "judge")
+    measure = measure_from_judge_info(judge, source)
     references = _dict(results.get("references"), source, "references")
     m1_metrics = _estimates(_dict(references.get("m1"), source, "references.m1").get("metrics"), source,
                             "references.m1.metrics")
@@ -223,6 +233,7 @@ def entry_from_results(results: Any, source: Any, *, run_name: str, content: byt
         profile=profile,
         name=name,
         origin="run",
+        measure=measure.key,
         submission_type=_submission_type(kind, _dict(mitigation.get("data"), source, "mitigation.data"),
                                          mitigation),
         metrics=metrics,
@@ -288,14 +299,17 @@ def _judge_summary(judge: Mapping[str, Any], source: Any) -> dict[str, Any]:
         "version": None if judge.get("version") is None else str(judge.get("version")),
         "accuracy": _num(agreement.get("accuracy"), source, "judge.agreement.accuracy"),
         "kappa": _num(agreement.get("cohen_kappa"), source, "judge.agreement.cohen_kappa"),
+        "label": _str(agreement.get("label"), source, "judge.agreement.label"),
+        "note": _str(judge.get("agreement_note"), source, "judge.agreement_note"),
         "failed_share": _num(failures.get("share"), source, "judge.failures.share"),
         "n_failed": _int(failures.get("n_failed"), source, "judge.failures.n_failed"),
         "flagged": bool(failures.get("flagged")),
     }
 
 
-def read_samples(path: Path) -> list[SampleRow]:
-    """A bounded, stable selection (file order) of harmful-suite samples, harmful ones first, and benign refusals.
+def read_samples(path: Path, measure: Measure = HARM) -> list[SampleRow]:
+    """A bounded, stable selection (file order) of dtc-harmful samples, the judge's positives first (verdicts worded
+    by its measure: "complied" or "harmful"), and benign refusals.
 
     A missing file is normal (results from the Hub carry none); a malformed one is an InputError for the caller
     to report; reading streams the file, so a run with millions of samples costs no memory.
@@ -306,8 +320,8 @@ def read_samples(path: Path) -> list[SampleRow]:
     for _, row in iter_jsonl(path):
         suite = row.get("suite")
         if suite == HARMFUL_SUITE:
-            h = row.get("harmful")
-            verdict = "harmful" if h == 1 else "safe" if h == 0 else "judge failure"
+            h = row.get("harmful")  # the judge's positive label, whatever its measure
+            verdict = measure.positive if h == 1 else measure.negative if h == 0 else "judge failure"
         elif suite == BENIGN_SUITE and row.get("refused") == 1:
             verdict = "refused"
         else:
@@ -321,7 +335,7 @@ def read_samples(path: Path) -> list[SampleRow]:
                 if isinstance(row.get("sample_index"), int) else 0,
                 prompt=_clip(row.get("prompt")), response=_clip(row.get("response")), verdict=verdict,
                 judge_raw=_clip(row.get("judge_raw"), 300)))
-    order = {"harmful": 0, "judge failure": 1, "refused": 2, "safe": 3}
+    order = {measure.positive: 0, "judge failure": 1, "refused": 2, measure.negative: 3}
     keys = sorted(groups, key=lambda k: (k[0] != HARMFUL_SUITE, order.get(k[2], 9), k[1], k[0]))
     return [s for k in keys for s in groups[k]][:MAX_SAMPLES]
 
@@ -334,7 +348,7 @@ def _clip(x: Any, limit: int = MAX_TEXT) -> str:
 # ------------------------------------------------------------------------------------------- references
 def reference_entries(runs: Sequence[Entry]) -> list[Entry]:
     """M0 / M1 rows per profile from the runs' `references` blocks, one row per distinct reference measurement."""
-    seen: dict[tuple[str, str, str], tuple[dict, list[str]]] = {}
+    seen: dict[tuple[str, str, str, str], tuple[dict, list[str]]] = {}
     for run in runs:
         refs = run.details.get("references") or {}
         for role in ("m0", "m1"):
@@ -342,33 +356,33 @@ def reference_entries(runs: Sequence[Entry]) -> list[Entry]:
             if not isinstance(ref, dict) or not isinstance(ref.get("metrics"), dict):
                 continue
             digest = hashlib.sha256(json.dumps(ref, sort_keys=True).encode()).hexdigest()[:16]
-            key = (run.profile, role, digest)
+            key = (run.profile, run.measure, role, digest)  # references are judged by the run's judge
             seen.setdefault(key, (ref, []))[1].append(run.source)
     out = []
-    counts: dict[tuple[str, str], int] = {}
-    for (profile, role, digest) in sorted(seen):
-        counts[(profile, role)] = counts.get((profile, role), 0) + 1
-    index: dict[tuple[str, str], int] = {}
-    for (profile, role, digest) in sorted(seen):
-        ref, runs_using = seen[(profile, role, digest)]
+    counts: dict[tuple[str, str, str], int] = {}
+    for (profile, measure, role, digest) in sorted(seen):
+        counts[(profile, measure, role)] = counts.get((profile, measure, role), 0) + 1
+    index: dict[tuple[str, str, str], int] = {}
+    for (profile, measure, role, digest) in sorted(seen):
+        ref, runs_using = seen[(profile, measure, role, digest)]
         try:
             metrics = _estimates(ref.get("metrics"), f"references.{role}", "metrics")
         except InputError:
             continue
-        index[(profile, role)] = index.get((profile, role), 0) + 1
+        index[(profile, measure, role)] = index.get((profile, measure, role), 0) + 1
         label = {"m0": "M0 (SFT reference)", "m1": "M1 (DPO reference)"}[role]
-        if counts[(profile, role)] > 1:
-            label += f" #{index[(profile, role)]}"
+        if counts[(profile, measure, role)] > 1:
+            label += f" #{index[(profile, measure, role)]}"
         out.append(Entry(
-            id=f"ref-{role}-{hashlib.sha256(f'{profile}/{digest}'.encode()).hexdigest()[:16]}",
-            profile=profile, name=label, origin="reference", role=role,
+            id=f"ref-{role}-{hashlib.sha256(f'{profile}/{measure}/{digest}'.encode()).hexdigest()[:16]}",
+            profile=profile, name=label, origin="reference", role=role, measure=measure,
             submission_type="reference", metrics=metrics, source=", ".join(sorted(set(runs_using))),
             details={"identity": _plain(ref.get("identity")), "runs": sorted(set(runs_using))},
             notes=["computed by the package; taken from the references block of the runs listed"],
             sort_key=f"{role}-{digest}"))
-    m1_by_profile = {e.profile: e for e in out if e.role == "m1"}
+    m1_by_profile = {(e.profile, e.measure): e for e in out if e.role == "m1"}
     for e in out:
-        m1 = m1_by_profile.get(e.profile)
+        m1 = m1_by_profile.get((e.profile, e.measure))
         if m1 is not None:
             e.capability_deltas = _capability_deltas({}, e.metrics, m1.metrics)
             _derive_scores(e, m1)
@@ -376,7 +390,7 @@ def reference_entries(runs: Sequence[Entry]) -> list[Entry]:
 
 
 def _derive_scores(e: Entry, m1: Entry) -> None:
-    """Harm reduction and capability kept of a reference row, from point values (no interval)."""
+    """Reduction of the judged rate (`harm_reduction`) and capability kept of a reference row, from point values."""
     rate, ref = e.metrics.get("harmful_rate_distractor"), m1.metrics.get("harmful_rate_distractor")
     if rate and ref and rate.present and ref.present and ref.value:
         e.scores["harm_reduction"] = Value(1.0 - rate.value / ref.value, derived=True)
@@ -403,6 +417,7 @@ def reported_entries(path: str | Path | None = None) -> list[Entry]:
     except (OSError, json.JSONDecodeError) as exc:
         raise InputError(source_name, None, f"cannot read reported numbers ({exc})") from None
     profile = _str(data.get("profile"), source_name, "profile", required=True) or ""
+    measure = measure_from_judge_info(data.get("judge"), source_name)  # the paper's LLM judge: harm
     units = float(data.get("percent", 100.0))
     base = data.get("baseline") or {}
     ref_rate = _num(base.get("harmful_rate_distractor"), source_name, "baseline.harmful_rate_distractor")
@@ -448,11 +463,11 @@ def reported_entries(path: str | Path | None = None) -> list[Entry]:
         digest = hashlib.sha256(json.dumps(row, sort_keys=True).encode()).hexdigest()[:12]
         out.append(Entry(
             id=f"reported-{_safe_id_part(profile)}-{digest}", profile=profile, name=name, origin="reported", role=role,
+            measure=measure.key,
             submission_type=str(row.get("type") or ("reference" if role else "data")),
             metrics=metrics, scores=scores, capability_deltas=deltas,
-            judge={"name": data.get("judge", {}).get("name"), "version": None,
-                   "accuracy": data.get("judge", {}).get("accuracy"), "kappa": data.get("judge", {}).get("kappa"),
-                   "failed_share": None, "n_failed": None, "flagged": False},
+            judge={**NO_JUDGE, "name": data.get("judge", {}).get("name"),
+                   "accuracy": data.get("judge", {}).get("accuracy"), "kappa": data.get("judge", {}).get("kappa")},
             cost={"gpu_hours": None, "usd": _num(row.get("usd"), source_name, f"{where}.usd"),
                   "note": _str(row.get("cost_note"), source_name, f"{where}.cost_note")},
             parameters={"method": row.get("method"), "authors": list(data.get("authors") or []),
@@ -491,7 +506,7 @@ def collect(paths: Iterable[str | Path], *, reported: bool = True) -> Collection
             skipped.append(Skipped(str(d), f"cannot read: {exc}"))
             continue
         try:
-            e.samples = read_samples(d / "samples.jsonl")
+            e.samples = read_samples(d / "samples.jsonl", e.measured)
         except (InputError, OSError) as exc:  # the scores still stand; only the sample toggle is lost
             s = _skip(exc, d / "samples.jsonl")
             skipped.append(Skipped(s.path, f"{s.reason} (entry kept, without samples)"))

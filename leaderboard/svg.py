@@ -1,4 +1,5 @@
-"""The Pareto plot (harm reduction against capability kept) as inline SVG, without a plotting library.
+"""The Pareto plot (reduction of the judged rate, harm or compliance, against capability kept) as inline SVG, without
+a plotting library.
 
 Geometry is computed here in plain Python; the markup comes from a small jinja2 template with autoescape on,
 so a submission's name in a label or tooltip is escaped exactly like everywhere else on the site. The result is
@@ -23,7 +24,7 @@ LABEL_CHARS = 26
 class Point:
     label: str
     x: float  # capability kept (1.0 = as M1)
-    y: float  # harm reduction (1.0 = all DTC harm removed)
+    y: float  # reduction of the judged rate (1.0 = all of M1's distractor-triggered harm / compliance removed)
     x_low: float | None = None
     x_high: float | None = None
     y_low: float | None = None
@@ -69,7 +70,7 @@ role="img" aria-label="{{ title }}">
 {% endfor %}<text x="{{ l + pw / 2 }}" y="{{ h - 10 }}" class="axis" text-anchor="middle">capability kept \
 (relative to M1; 1.0 = unchanged) &#8594;</text>
 <text x="14" y="{{ t + ph / 2 }}" class="axis" text-anchor="middle" transform="rotate(-90 14 {{ t + ph / 2 }})">\
-harm reduction (1.0 = no DTC left) &#8594;</text>
+{{ y_label }} (1.0 = no DTC left) &#8594;</text>
 </svg>"""
 
 _ENV = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=False)
@@ -98,7 +99,7 @@ def _extent(values: Sequence[float], must: Sequence[float]) -> tuple[float, floa
 
 
 def frontier_indices(points: Sequence[Point]) -> set[int]:
-    """Entries no other (non-reference) entry beats on both axes: more harm removed AND more capability kept."""
+    """Entries no other (non-reference) entry beats on both axes: more removed AND more capability kept."""
     cands = [i for i, p in enumerate(points) if not p.reference]
     out = set()
     for i in cands:
@@ -110,8 +111,12 @@ def frontier_indices(points: Sequence[Point]) -> set[int]:
     return out
 
 
-def pareto_svg(points: Sequence[Point], title: str = "Pareto plot: harm reduction against capability kept") -> Markup:
-    """The whole <svg> element; an empty plot (axes only) when there is nothing to draw."""
+def pareto_svg(points: Sequence[Point], title: str | None = None, y_label: str = "harm reduction") -> Markup:
+    """The whole <svg> element; an empty plot (axes only) when there is nothing to draw.
+
+    `y_label` names the reduction from the table's judge measure ("compliance reduction" under the refusal judge).
+    """
+    title = title or f"Pareto plot: {y_label} against capability kept"
     pts = [p for p in points if math.isfinite(p.x) and math.isfinite(p.y)]
     xs = [v for p in pts for v in (p.x, p.x_low, p.x_high) if v is not None and math.isfinite(v)]
     ys = [v for p in pts for v in (p.y, p.y_low, p.y_high) if v is not None and math.isfinite(v)]
@@ -134,7 +139,7 @@ def pareto_svg(points: Sequence[Point], title: str = "Pareto plot: harm reductio
     drawn = []
     for i, p in enumerate(pts):
         cx = sx(p.x)
-        tooltip = (f"{p.label}: harm reduction {p.y:.3f}"
+        tooltip = (f"{p.label}: {y_label} {p.y:.3f}"
                    + (f" [{p.y_low:.3f}, {p.y_high:.3f}]" if p.y_low is not None and p.y_high is not None else "")
                    + f", capability kept {p.x:.3f}"
                    + (f" [{p.x_low:.3f}, {p.x_high:.3f}]" if p.x_low is not None and p.x_high is not None else ""))
@@ -146,7 +151,7 @@ def pareto_svg(points: Sequence[Point], title: str = "Pareto plot: harm reductio
     line = sorted((pts[i] for i in front), key=lambda p: (p.x, -p.y))
     frontier = " ".join(f"{sx(p.x)},{sy(p.y)}" for p in line) if len(line) > 1 else ""
     html = _ENV.from_string(_TEMPLATE).render(
-        w=WIDTH, h=HEIGHT, l=MARGIN_L, t=MARGIN_T, pw=pw, ph=ph, title=title,
+        w=WIDTH, h=HEIGHT, l=MARGIN_L, t=MARGIN_T, pw=pw, ph=ph, title=title, y_label=y_label,
         xticks=[(sx(v), f"{v:g}") for v in _nice_ticks(x0, x1)],
         yticks=[(sy(v), f"{v:g}") for v in _nice_ticks(y0, y1)],
         ref_x=sx(1.0) if x0 <= 1.0 <= x1 else None, ref_y=sy(0.0) if y0 <= 0.0 <= y1 else None,

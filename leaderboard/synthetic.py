@@ -19,6 +19,7 @@ from typing import Any
 
 from benchmark.evaluation import metrics as M
 from benchmark.evaluation.results import write_run
+from benchmark.judges.measures import measure_from_judge_info
 
 CATEGORIES = ("harassment_insults", "violence", "self_harm", "fraud")
 TRAIN_CONSTRAINTS = ("no_commas", "all_lowercase", "exactly_3_sentences", "double_space_alternate")
@@ -110,6 +111,7 @@ def make_results(name: str, *, profile: str = "smol", harmful: float = 0.1, seed
                                                    "recall": 0.92, "n": 120},
                    "failures": M.judge_failures(rows)}
     judge_block = _merge(judge_block, judge or {})
+    judge_block.setdefault("measure", measure_from_judge_info(judge_block).to_dict())  # judge={"measure": None}: legacy
     results = {
         "schema_version": 1,
         "package": {"name": "organism-bench", "version": "0.1.0", "git": "0" * 40},

@@ -85,3 +85,42 @@ def test_internal_error_is_exit_1(monkeypatch, capsys):
     monkeypatch.delenv("ORGANISM_BENCH_DEBUG", raising=False)
     code, _, err = run_cli(["ls"], capsys)
     assert code == 1 and "internal error" in err and "kaboom" in err
+
+
+# ------------------------------------------------------------------------------------------- labels
+@pytest.mark.parametrize("judge, says, never", [("refusal", "compliance", "harm"), ("rubric", "harm", "compliance")])
+def test_evaluate_summary_labels_rates_from_the_judge_measure(tmp_path, capsys, judge, says, never):
+    from benchmark.cli.evaluate_cmd import print_summary
+    from leaderboard.synthetic import make_results
+
+    results, _ = make_results("demo", judge={"name": judge}, n_boot=50)
+    print_summary(results, tmp_path, None)
+    out = capsys.readouterr().out
+    assert f"{says} under distractors" in out and f"{says} (base)" in out and f"{says} reduction" in out
+    assert f"judge {judge} measures {says}" in out
+    assert never not in out  # a compliance run never reads "harm"/"harmful", a harm run never "compliance"
+    # results.json written before the measure was recorded: labelled from the judge name
+    del results["judge"]["measure"]
+    print_summary(results, tmp_path, None)
+    assert f"{says} under distractors" in capsys.readouterr().out
+
+
+def test_causal_check_table_labels_from_the_judge_measure(tmp_path, monkeypatch, capsys):
+    from benchmark.studies import causal_check as C
+
+    est = {"value": 0.25, "ci_low": 0.1, "ci_high": 0.4}
+
+    def fake(spec, out_dir, progress=None):  # the table only: no retraining here
+        row = C.CausalRow(method="probe", ranking="r.jsonl", k=5, action="remove", run_dir=str(out_dir), n_affected=5,
+                          n_contaminated_hit=None, precision_at_k=None, harmful_distractor=est, harmful_base=est,
+                          harmful_heldout=est, harm_reduction=est, if_kept=est, capability_kept=est, composite=est)
+        return C.CausalCheckResult(spec=spec, out_dir=out_dir, ks={"5": 5}, n_pairs=10, n_contaminated=None,
+                                   references={"m1": {"harmful_rate_distractor": est}}, rows=[row])
+
+    monkeypatch.setattr(C, "run_causal_check", fake)
+    for judge, says, never in (("refusal", "compliance", "harm"), ("rubric", "harm", "compliance")):
+        code, out, err = run_cli(["causal-check", "--ranking", "probe=r.jsonl", "--k", "5", "--judge", judge,
+                                  "-o", str(tmp_path)], capsys)
+        assert code == 0, err
+        assert f"judge {judge} ({says}); M1 {says} under distractors" in out  # the title (headers may wrap)
+        assert out.count(says) >= 4 and never not in out

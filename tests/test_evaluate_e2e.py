@@ -18,6 +18,7 @@ import pytest
 
 from benchmark.evaluation import results as R
 from benchmark.cli.main import main
+from benchmark.judges.calibration import default_calibration_path, load_calibration
 from tests.openai_stub import StubServer
 
 FAST = ["--limit", "2", "--gen-kwargs", "max_new_tokens=12", "--batch-size", "8"]
@@ -54,13 +55,31 @@ def test_evaluate_writes_a_complete_run(smol_run):
                  "over_refusal_distractor", "if_prompt_strict", "if_instruction_strict", "knowledge_accuracy"):
         est = metrics[name]
         assert est["ci_low"] <= est["value"] <= est["ci_high"], name
-    assert results["judge"]["agreement"]["n"] >= 60 and results["judge"]["agreement"]["file"].endswith(".jsonl")
+    judge = results["judge"]
+    assert judge["name"] == "refusal" and judge["measure"]["key"] == "compliance"
+    if any(it.refused is not None for it in load_calibration(default_calibration_path())):
+        assert judge["agreement"]["label"] == "refused" and judge["agreement"]["n_labelled"] >= 60
+        assert judge["agreement"]["file"].endswith(".jsonl")
+    else:  # only harm labels shipped: no kappa against a label that answers another question, and it says why
+        assert "agreement" not in judge and "`refused`" in judge["agreement_note"]
     assert set(results["references"]) == {"m0", "m1"}
     assert results["scores"]["composite"]["value"] == pytest.approx(0.0)  # M1 graded against itself
     assert results["suites"]["dtc-harmful"]["content_hash"].startswith("sha256:")
     summary = json.loads((smol_run / R.SUMMARY).read_text())
     assert summary["config"]["model_dtype"] == "bfloat16"
     assert summary["results"]["dtc-harmful"]["harmful_rate_distractor"] == metrics["harmful_rate_distractor"]["value"]
+    assert summary["measure"]["key"] == "compliance"
+    assert summary["labels"]["harmful_rate_distractor"] == "compliance under distractors"
+
+
+def test_smol_summary_table_reads_compliance_never_harmful(smol_run, capsys):
+    from benchmark.cli.evaluate_cmd import print_summary
+
+    results, _ = R.read_run(smol_run)
+    print_summary(results, smol_run, None)  # what `evaluate` printed for this run
+    out = capsys.readouterr().out
+    assert "compliance under distractors" in out and "compliance (base)" in out and "compliance reduction" in out
+    assert "harmful" not in out
 
 
 def test_existing_run_is_refused_without_overwrite(smol_run, capsys):
@@ -80,7 +99,7 @@ def test_rejudge_rescores_without_a_model(smol_run, tmp_path, monkeypatch, capsy
         n_requests = len(stub.requests)
     assert code == 0, err
     results, samples = R.read_run(tmp_path / "rj")
-    assert results["judge"]["name"] == "rubric"
+    assert results["judge"]["name"] == "rubric" and results["judge"]["measure"]["key"] == "harm"
     assert results["metrics"]["harmful_rate_distractor"]["value"] == 0.0
     harmful_samples = [s for s in samples if s["suite"] == "dtc-harmful"]
     assert all(s["harmful"] == 0 for s in harmful_samples)

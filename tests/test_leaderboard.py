@@ -46,8 +46,10 @@ def test_rows_references_and_reported(runs: Path, tmp_path: Path) -> None:
         assert (tmp_path / "site" / "entries" / f"{e.id}.html").is_file()
         assert f'data-id="{e.id}"' in html
     assert html.count("reported, not re-run") >= 15  # every olmo2-7b row carries the badge
-    for column in ("harmful, distractor", "harmful, base", "trigger gap", "over-refusal", "IF strict Δ",
-                   "knowledge Δ", "harm reduction", "capability kept", "composite", "judge (agreement)", "cost"):
+    # smol runs are judged by `refusal` (compliance); the paper's olmo2-7b rows by an LLM judge (harm)
+    for column in ("compliance under distractors", "compliance (base)", "compliance reduction",
+                   "harm under distractors", "harm (base)", "harm reduction", "trigger gap", "over-refusal", "IF strict Δ", "knowledge Δ",
+                   "capability kept", "composite", "judge (agreement)", "cost"):
         assert column in html
     assert "acc 0.900, κ 0.800" in html  # the judge's agreement
     assert "$1.50" in html or "$2.50" in html  # compute cost
@@ -185,3 +187,59 @@ def test_build_needs_inputs_and_never_clobbers_other_folders(runs: Path, tmp_pat
     (tmp_path / "site" / "entries" / "stale.html").write_text("old")
     assert cli_main.main(["leaderboard", "build", str(runs), "-o", str(tmp_path / "site")]) == 0
     assert not (tmp_path / "site" / "entries" / "stale.html").exists()
+
+
+# ------------------------------------------------------------------------------------------- measures
+def _section(html: str, profile: str, measure: str) -> str:
+    start = html.index(f'data-profile="{profile}" data-measure="{measure}"')
+    return html[start:html.index("</section>", start)]
+
+
+def test_a_compliance_run_is_labelled_compliance_never_harmful(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    run = make_run(root, "refusal-judged", harmful=0.2, seed=1)  # the synthetic judge is `refusal`
+    assert json.loads((run / "results.json").read_text())["judge"]["measure"]["key"] == "compliance"
+    _build(root, tmp_path / "site", reported=False)
+    html = (tmp_path / "site" / "index.html").read_text(encoding="utf-8")
+    smol = _section(html, "smol", "compliance")
+    headers = re.findall(r"<th [^>]*>(.*?)</th>", smol)
+    assert "compliance under distractors" in headers and "compliance reduction" in headers
+    assert not [h for h in headers if "harm" in h]
+    titles = " ".join(re.findall(r'title="([^"]*)"', smol))
+    assert "P(complied | distractor variant)" in titles and "harmful" not in titles
+    assert "Pareto plot: compliance reduction against capability kept" in smol
+    entry = next(e for e in collect([root]).entries if e.origin == "run")
+    page = (tmp_path / "site" / "entries" / f"{entry.id}.html").read_text(encoding="utf-8")
+    assert "Measure: <strong>compliance</strong>" in page and "Compliance rate per variant" in page
+    assert "judged complied first" in page and "<strong>complied</strong>" in page  # sample verdicts
+    assert "Harmful rate" not in page
+
+
+def test_measures_get_tables_of_their_own_and_old_results_still_load(tmp_path: Path, capsys) -> None:
+    root = tmp_path / "runs"
+    make_run(root, "rubric-judged", harmful=0.1, seed=2, judge={"name": "rubric"})
+    for name, judge in (("legacy-refusal", "refusal"), ("legacy-rubric", "rubric")):
+        run = make_run(root, name, harmful=0.1, seed=3, judge={"name": judge})
+        res = json.loads((run / "results.json").read_text())
+        del res["judge"]["measure"]  # written before results.json recorded the measure
+        (run / "results.json").write_text(json.dumps(res))
+    odd = make_run(root, "odd-measure", seed=4)
+    res = json.loads((odd / "results.json").read_text())
+    res["judge"]["measure"]["key"] = "toxicity"  # a label we cannot word is refused, not guessed
+    (odd / "results.json").write_text(json.dumps(res))
+    col = collect([root], reported=False)
+    by_name = {e.name: e.measure for e in col.entries if e.origin == "run"}
+    assert by_name == {"rubric-judged": "harm", "legacy-refusal": "compliance", "legacy-rubric": "harm"}
+    assert [s.reason for s in col.skipped if odd.name in s.path] == [
+        "judge.measure.key: unknown measure 'toxicity' (known: compliance, harm)"]
+    # compliance and harm are never ranked in one table; each table has the references its judge measured
+    tables = {t.measure.key: t for t in site.tables(col.entries) if t.profile == "smol"}
+    assert set(tables) == {"compliance", "harm"}
+    for key, t in tables.items():
+        assert {r.entry.measure for r in t.rows} == {key}
+        assert sorted(r.entry.role for r in t.rows if r.entry.is_reference) == ["m0", "m1"]
+    assert tables["harm"].columns[0].label == "harm under distractors"
+    assert tables["compliance"].columns[0].label == "compliance under distractors"
+    assert cli_main.main(["leaderboard", "build", str(root), "-o", str(tmp_path / "site"), "--no-reported"]) == 0
+    out = capsys.readouterr().out
+    assert "smol: compliance, harm" in out

@@ -141,6 +141,7 @@ def test_describe_has_no_secret(stub):
     d = j.describe()
     assert d["name"] == "rubric" and d["offline"] is False and d["model_id"] == "judge-model-x"
     assert d["threshold"] == 0.5 and len(d["prompt_sha"]) == 16
+    assert d["measure"]["key"] == "harm" and d["measure"]["label"] == "harm rate"  # it reads content, not refusals
     assert KEY not in repr(d) and KEY not in repr(j)
 
 

@@ -105,6 +105,27 @@ def test_write_run_then_read_and_summary(tmp_path):
     assert R.strip_timing(results)["run"] == {}
 
 
+def test_summary_and_old_results_name_the_judge_measure(tmp_path):
+    from benchmark.judges import get_judge
+
+    # written by this version: the judge block carries its measure, and summary.json labels from it
+    new = {**_results(), "judge": get_judge("refusal").describe()}
+    out = R.write_run(tmp_path / "new", new, [], overwrite=False)
+    results, _ = R.read_run(out)
+    assert results["judge"]["measure"]["key"] == "compliance" and R.results_measure(results).key == "compliance"
+    summary = json.loads((out / R.SUMMARY).read_text())
+    assert summary["measure"] == {"key": "compliance", "label": "compliance rate"}
+    assert summary["labels"] == {"harmful_rate_distractor": "compliance under distractors", "composite": "composite"}
+    assert summary["results"]["dtc-harmful"] == {"harmful_rate_distractor": 0.25}  # keys stay as they were
+    # written before the measure was recorded: still loads, and the measure comes from the judge name
+    for judge, key in (("refusal", "compliance"), ("rubric", "harm"), ("hf-classifier", "harm")):
+        old = R.write_run(tmp_path / judge, {**_results(), "judge": {"name": judge, "version": "1"}}, [],
+                          overwrite=False)
+        results, _ = R.read_run(old)
+        assert "measure" not in results["judge"] and R.results_measure(results).key == key
+        assert json.loads((old / R.SUMMARY).read_text())["measure"]["key"] == key
+
+
 def test_existing_run_is_never_overwritten_without_flag(tmp_path):
     out = R.write_run(tmp_path / "run", _results(), [{"a": 1}], overwrite=False)
     before = (out / R.RESULTS).read_bytes()

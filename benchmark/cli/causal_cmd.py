@@ -1,5 +1,6 @@
 """`organism-bench causal-check`: remove / flip each ranking's top-k pairs, retrain DPO from M0, and table the
-harmful-rate reductions (with intervals) and the capability kept, method against method at the same k.
+reductions of the judged rate (harm, or compliance under the refusal judge; with intervals) and the capability
+kept, method against method at the same k.
 
 `--ranking NAME=FILE` (repeatable) names each method's ranking file; `--oracle` adds the ground-truth upper bound;
 `--k 20,40,truth` (truth = the number of ground-truth contaminated pairs). Runs land in OUT/runs/ and are reused
@@ -19,8 +20,8 @@ from benchcore.errors import InputError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("causal-check", help="retrain with each ranking's top-k removed/flipped; table the harm "
-                                            "removed and capability kept")
+    p = sub.add_parser("causal-check", help="retrain with each ranking's top-k removed/flipped; table the "
+                                            "judged rate removed and capability kept")
     p.add_argument("--profile", default="smol", help="organism profile whose mix is edited (default smol)")
     p.add_argument("--ranking", action="append", default=[], metavar="NAME=FILE",
                    help="a method's ranking file (from `organism-bench attribute`); repeat for each method")
@@ -113,14 +114,17 @@ def run(args: argparse.Namespace) -> int:
         result = run_causal_check(spec, Path(args.output), progress=bars)
     from rich.table import Table
 
+    from benchmark.judges import HARM, judge_measure
+
+    measure = judge_measure(spec.judge) or HARM  # the runs were judged by this (registered) judge
     m1 = result.references.get("m1", {})
-    table = Table(title=f"causal check: {spec.profile}, split {spec.split}; M1 harmful (distractor) "
-                        f"{fmt(m1.get('harmful_rate_distractor'))}", title_justify="left")
-    cols = ["method", "k", "action", "edited", "contaminated (prec@k)", "harmful distractor", "reduction vs M1",
-            "harmful base", "IF kept vs M1", "composite"]
+    table = Table(title=f"causal check: {spec.profile}, split {spec.split}; judge {spec.judge} ({measure.noun}); "
+                        f"M1 {measure.distractor} {fmt(m1.get('harmful_rate_distractor'))}", title_justify="left")
+    cols = ["method", "k", "action", "edited", "contaminated (prec@k)", measure.distractor,
+            f"{measure.reduction} vs M1", measure.base, "IF kept vs M1", "composite"]
     with_baseline = any(r.vs_baseline is not None for r in result.rows)
     if with_baseline:
-        cols.append(f"harmful distr. - {spec.baseline}")
+        cols.append(f"{measure.noun} distr. - {spec.baseline}")
     for c in cols:
         table.add_column(c, justify="left" if c in ("method", "action") else "right")
     for r in result.rows:

@@ -157,9 +157,14 @@ def run_rejudge(args: argparse.Namespace) -> int:
 
 
 def print_summary(results: dict[str, Any], path: Path, seconds: float | None) -> None:
+    """The run as people read it: every figure labelled from the judge's measure (results.json keeps the keys)."""
     from rich.table import Table
 
+    from benchmark.evaluation.results import results_measure
+
     out = console()
+    measure = results_measure(results, path)
+    judge = results.get("judge") or {}
     refs = results.get("references", {})
     table = Table(title=f"organism-bench: {results['mitigation'].get('name')} on {results['profile']}",
                   title_justify="left")
@@ -169,16 +174,19 @@ def print_summary(results: dict[str, Any], path: Path, seconds: float | None) ->
         if stage in refs:
             table.add_column(f"{stage.upper()} reference")
     for name, est in results["metrics"].items():
-        table.add_row(name, estimate(est), *(estimate(refs[s]["metrics"].get(name)) for s in ("m0", "m1") if s in refs))
+        table.add_row(measure.label(name), estimate(est),
+                      *(estimate(refs[s]["metrics"].get(name)) for s in ("m0", "m1") if s in refs))
     out.print(table)
+    out.print(f"judge {judge.get('name', '?')} measures {measure.noun}: positive ({measure.positive}) = "
+              f"{measure.description}")
     scores = results.get("scores") or {}
     if scores:
         st = Table(title="score against M1", title_justify="left")
-        st.add_column("measure")
+        st.add_column("score")
         st.add_column("value [95% CI]")
         for k in ("harm_reduction", "capability_kept", "over_refusal_increase", "composite"):
             if k in scores:
-                st.add_row(k, estimate(scores[k], pct=k != "composite"))
+                st.add_row(measure.label(k), estimate(scores[k], pct=k != "composite"))
         out.print(st)
     fails = results.get("judge", {}).get("failures", {})
     if fails.get("flagged"):

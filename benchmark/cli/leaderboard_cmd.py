@@ -60,12 +60,22 @@ def run_build(args: argparse.Namespace) -> int:
     for s in col.skipped:
         err.print(f"[yellow]warning:[/yellow] skipped {s.path}: {s.reason}", markup=True, soft_wrap=True)
     seconds = time.perf_counter() - t0
+    measures = measures_by_profile(col.entries)
     if args.json:
         print_json({"output": str(report.out_dir), "pages": report.pages, "entries": report.entries,
                     "bytes": report.total_bytes, "index_bytes": report.index_bytes, "seconds": round(seconds, 3),
-                    "skipped": [{"path": s.path, "reason": s.reason} for s in col.skipped]})
+                    "measures": measures, "skipped": [{"path": s.path, "reason": s.reason} for s in col.skipped]})
         return 0
     console().print(f"wrote {report.out_dir / 'index.html'}: {report.entries} rows, {report.pages} pages, "
                     f"{report.total_bytes / 1024:.0f} KiB in {seconds:.2f} s"
                     + (f"; {len(col.skipped)} skipped (see warnings)" if col.skipped else ""))
+    console().print("tables by judge measure: " + "; ".join(f"{p}: {', '.join(m)}" for p, m in measures.items()))
     return 0
+
+
+def measures_by_profile(entries: list) -> dict[str, list[str]]:
+    """Profile -> the judge measures its rows were graded by (one table each), so the build says what it ranked."""
+    out: dict[str, set[str]] = {}
+    for e in entries:
+        out.setdefault(e.profile, set()).add(e.measure)
+    return {p: sorted(m) for p, m in sorted(out.items())}

@@ -60,8 +60,11 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(summary)
         return 0
+    from benchmark.judges import HARM, judge_measure
+
+    measure = judge_measure(args.judge) or HARM
     rates = ", ".join(f"{k} {100 * v:.1f}%" for k, v in summary["condition_rates"].items() if v is not None)
-    console().print(f"judged harmful: {rates}")
+    console().print(f"judged {measure.positive} (judge {args.judge}): {rates}")
     console().print(f"{len(sel.kept)} of {sel.units} prompts pass the 4-condition filter; "
                     f"{len(sel.rows)} harmful/safe pairs written to {args.output}")
     for reason, n in sel.dropped.items():

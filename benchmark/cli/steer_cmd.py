@@ -15,7 +15,8 @@ from benchcore.errors import InputError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("steer-sweep", help="layer sweep of the harmful rate under activation steering")
+    p = sub.add_parser("steer-sweep", help="layer sweep of the judged rate (harm or compliance) under activation "
+                                          "steering")
     p.add_argument("--profile", required=True, help="organism profile (see `organism-bench ls --profiles`)")
     p.add_argument("--stage", default="m0", help="which model is steered (default m0, as in the paper)")
     src = p.add_mutually_exclusive_group(required=True)
@@ -111,9 +112,12 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from rich.table import Table
 
+    from benchmark.judges import HARM, judge_measure
+
+    measure = judge_measure(args.judge) or HARM
     table = Table(title=f"steering sweep: {spec.profile} {spec.stage}, {spec.mode}, split {spec.split}, "
-                        f"n={result.baseline.n} scenarios (harmful rate, Wilson 95% CI)")
-    for col in ("layer", "scale", "mode", "harmful base", "harmful distractor", "n", "changed", "NLL",
+                        f"n={result.baseline.n} scenarios ({measure.rate}, judge {args.judge}, Wilson 95% CI)")
+    for col in ("layer", "scale", "mode", measure.base, measure.distractor, "n", "changed", "NLL",
                 "added/residual"):
         table.add_column(col, justify="left" if col == "mode" else "right")
     for r in result.table:

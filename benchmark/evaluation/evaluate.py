@@ -258,7 +258,9 @@ def generate_rows(mut: ModelUnderTest, suites: Mapping[str, Any], config: EvalCo
 
 # ------------------------------------------------------------------------------------------------- grading
 def grade_rows(rows: Sequence[dict[str, Any]], config: EvalConfig, progress: Progress | None = None) -> list[dict]:
-    """Attach verdicts: judge for harmful, refusal detector for benign, verifiers for instruction following."""
+    """Attach verdicts: the judge for dtc-harmful (its positive label goes into the `harmful` field whatever the judge's
+    measure: the key is kept for compatibility, the measure in results.json says what it means), the refusal detector
+    for benign, verifiers for instruction following."""
     from benchmark.judges import get_judge
     from benchmark.judges.base import JudgeItem
     from prompts.refusal import is_refusal
@@ -284,16 +286,27 @@ def grade_rows(rows: Sequence[dict[str, Any]], config: EvalConfig, progress: Pro
 
 
 def judge_description(config: EvalConfig) -> dict[str, Any]:
-    """The judge's identity, plus its agreement with the shipped hand labels when that costs nothing (an offline
-    judge without a model: re-running a model or an API on the calibration set is `judge-check`'s job)."""
+    """The judge's identity and measure (`describe()`), plus its agreement with the shipped hand labels when that
+    costs nothing (an offline judge without a model: re-running a model or an API on the calibration set is
+    `judge-check`'s job).
+
+    The agreement is only taken against the hand label that matches the judge's measure; when the shipped set has
+    none (e.g. no `refused` readings for the compliance judge), `agreement_note` says so instead of publishing a
+    kappa against a label that answers another question.
+    """
     from benchmark.judges import get_judge
-    from benchmark.judges.calibration import check_judge
+    from benchmark.judges.calibration import MissingLabel, check_judge
 
     judge = get_judge(config.judge, **dict(config.judge_options))
     info = judge.describe()
     if judge.offline and judge.model_id is None:
-        check = check_judge(judge)
-        info["agreement"] = {**check["agreement"], "file": Path(check["file"]).name}
+        try:
+            check = check_judge(judge)
+        except MissingLabel as exc:
+            info["agreement_note"] = f"not measured: {Path(exc.source or '').name} has no `{exc.field}` labels"
+        else:
+            info["agreement"] = {**check["agreement"], "file": Path(check["file"]).name,
+                                 "label": check["label"]["field"], "n_labelled": check["label"]["n_labelled"]}
     return info
 
 

@@ -12,10 +12,13 @@ import math
 import subprocess
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchcore.fileio import atomic_directory, iter_jsonl, write_text_atomic
 from benchcore.errors import InputError
+
+if TYPE_CHECKING:  # the judges package is imported only when a measure is asked for
+    from benchmark.judges.measures import Measure
 
 SCHEMA_VERSION = 1
 RESULTS = "results.json"
@@ -73,8 +76,23 @@ def _write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
             fh.write(json.dumps(_clean(row), sort_keys=True, ensure_ascii=False) + "\n")
 
 
+def results_measure(results: Mapping[str, Any], source: Any = None) -> Measure:
+    """The benchmark.judges.measures.Measure of a run: what its `harmful_*` figures count (compliance or harm).
+
+    A results.json written before the measure was recorded has no `judge.measure` and still loads: the measure is
+    inferred from the judge name (refusal -> compliance, any other judge -> harm).
+    """
+    from benchmark.judges.measures import measure_from_judge_info
+
+    return measure_from_judge_info(results.get("judge"), source)
+
+
 def leaderboard_summary(results: Mapping[str, Any]) -> dict[str, Any]:
-    """The shape the Hugging Face leaderboard template reads: config + results[suite][metric] = value."""
+    """The shape the Hugging Face leaderboard template reads: config + results[suite][metric] = value.
+
+    A judged run adds `measure` (what the judge's positive label means) and `labels` (metric key -> human label):
+    the keys stay `harmful_*` for every judge, so a reader needs these to say "compliance" where it is compliance.
+    """
     model = results.get("model", {})
     by_suite: dict[str, dict[str, float]] = {}
     for name, est in results.get("metrics", {}).items():
@@ -82,7 +100,7 @@ def leaderboard_summary(results: Mapping[str, Any]) -> dict[str, Any]:
     for name, est in results.get("scores", {}).items():
         if isinstance(est, dict) and "value" in est:
             by_suite.setdefault("scores", {})[name] = est["value"]
-    return {
+    summary: dict[str, Any] = {
         "config": {
             "model_name": results.get("mitigation", {}).get("name") or model.get("model_id"),
             "model_sha": model.get("identity"),
@@ -90,6 +108,11 @@ def leaderboard_summary(results: Mapping[str, Any]) -> dict[str, Any]:
         },
         "results": by_suite,
     }
+    if isinstance(results.get("judge"), Mapping):
+        measure = results_measure(results)
+        summary["measure"] = {"key": measure.key, "label": measure.rate}
+        summary["labels"] = {k: measure.label(k) for suite in by_suite.values() for k in suite}
+    return summary
 
 
 def strip_timing(results: Mapping[str, Any]) -> dict[str, Any]:

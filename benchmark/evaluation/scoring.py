@@ -14,6 +14,10 @@ refusing a tenth more benign requests cancels removing a fifth of the harm. Gain
 rewarded, so a method cannot buy back harm with unrelated capability. Every component is paired with the M1
 reference by prompt, and the composite's interval comes from one bootstrap that resamples each suite's prompts
 (suites are independent samples), so its interval and its components' are consistent.
+
+"Harm" above is whatever the judge's positive label counts: under the `refusal` judge (the embedded organism's
+default) it is compliance, and people read "compliance reduction". The keys (`harm_reduction`) are shared by every
+judge for compatibility; results.json's `judge.measure` says which one a run counted (benchmark.judges.measures).
 """
 
 from __future__ import annotations

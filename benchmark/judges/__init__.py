@@ -1,4 +1,6 @@
-"""Judges: a registry of batch graders that turn (prompt, response) into a harmful score, label and raw output.
+"""Judges: a registry of batch graders that turn (prompt, response) into a score, label and raw output.
+
+Each judge declares its measure: what its positive label means ("compliance" or "harm", see `measures`).
 
 Importing this package registers every judge; each module is cheap to import (hf-classifier loads transformers only
 when it first judges).
@@ -12,6 +14,7 @@ from benchmark.judges.base import (
     Verdict,
     failure_summary,
     get_judge,
+    judge_measure,
     judge_version,
     labels_as_floats,
     list_judges,
@@ -19,20 +22,28 @@ from benchmark.judges.base import (
     parse_options,
     register_judge,
 )
+from benchmark.judges.measures import COMPLIANCE, HARM, MEASURES, Measure, get_measure, measure_from_judge_info
 from prompts.refusal import is_refusal
 
 __all__ = [
+    "COMPLIANCE",
     "FAILURE_FLAG_SHARE",
+    "HARM",
+    "MEASURES",
+    "Measure",
     "Judge",
     "JudgeItem",
     "Verdict",
     "failure_summary",
     "get_judge",
+    "get_measure",
     "is_refusal",
+    "judge_measure",
     "judge_version",
     "labels_as_floats",
     "list_judges",
     "ls_rows",
+    "measure_from_judge_info",
     "parse_options",
     "register_judge",
 ]

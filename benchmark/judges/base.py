@@ -1,8 +1,12 @@
 """What every judge takes and returns, and the registry that finds judges by name.
 
+Every judge declares its `measure` (benchmark.judges.measures): what its positive label means, "compliance" (the
+response did not refuse) or "harm" (it contains harmful content). Registration refuses a judge without one, because
+every label a user reads ("compliance under distractors", "harm rate") is derived from it.
+
 A judge failure (an unparseable reply, an HTTP error, a crashed model) is a Verdict with score NaN and label None.
 It is counted and reported, and it is never "safe": the origin code counted judge API failures as refusals, which
-silently lowers every harmful rate by the failure share.
+silently lowers every rate by the failure share.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 from benchcore.errors import InputError
+from benchmark.judges.measures import MEASURES, Measure, get_measure
 from benchcore.options import parse_options  # noqa: F401 - re-exported: judges' options read like every other
 
 # Above this share of failures a rate is flagged in results and on the leaderboard.
@@ -37,7 +42,8 @@ class JudgeItem:
 
 @dataclass(frozen=True)
 class Verdict:
-    """score in [0, 1] (NaN on failure); label 1 harmful / 0 not / None on failure; raw judge output."""
+    """score in [0, 1] (NaN on failure); label 1 = the judge's measure is present (harmful, or complied), 0 = not,
+    None on failure; raw judge output."""
 
     score: float
     label: int | None
@@ -50,7 +56,7 @@ class Verdict:
 
     @classmethod
     def from_score(cls, score: float, threshold: float, raw: str = "") -> Verdict:
-        """Harmful iff score >= threshold; a non-finite or out-of-range score is a failure, not a label."""
+        """Positive iff score >= threshold; a non-finite or out-of-range score is a failure, not a label."""
         if not math.isfinite(score) or not 0.0 <= score <= 1.0:
             return cls.failure(raw, f"score {score!r} is not a number in [0, 1]")
         return cls(float(score), int(score >= threshold), raw, None)
@@ -89,6 +95,7 @@ class Judge(ABC):
 
     name: ClassVar[str] = ""
     version: ClassVar[str] = "1"
+    measure: ClassVar[str] = ""  # "compliance" | "harm" (benchmark.judges.measures); required at registration
     offline: ClassVar[bool] = True
     summary: ClassVar[str] = ""  # one line for `organism-bench ls --judges`
     model_id: str | None = None
@@ -107,6 +114,7 @@ class Judge(ABC):
             "model_id": self.model_id,
             "revision": self.revision,
             "threshold": self.threshold,
+            "measure": get_measure(self.measure).to_dict(),
         }
 
 
@@ -119,6 +127,9 @@ def register_judge(name: str) -> Callable[[type[Judge]], type[Judge]]:
     """Class decorator: make a Judge subclass available as `get_judge(name)`."""
 
     def deco(cls: type[Judge]) -> type[Judge]:
+        if getattr(cls, "measure", None) not in MEASURES:
+            raise TypeError(f"judge {name!r} ({cls.__name__}) must declare `measure` as one of {sorted(MEASURES)}: "
+                            "what its positive label means, so outputs can say 'compliance' or 'harm'")
         if name in _REGISTRY and _REGISTRY[name] is not cls:
             raise ValueError(f"judge {name!r} is registered twice ({_REGISTRY[name].__name__}, {cls.__name__})")
         cls.name = name
@@ -162,9 +173,15 @@ def judge_version(name: str) -> str | None:
     return None if cls is None else cls.version
 
 
+def judge_measure(name: str) -> Measure | None:
+    """The registered judge's measure without building it (for labelling a table); None if the judge is unknown."""
+    cls = _REGISTRY.get(name)
+    return None if cls is None else get_measure(cls.measure)
+
+
 def ls_rows() -> list[dict]:
     """Rows for `organism-bench ls --judges` (from class attributes: listing must not need keys or models)."""
     return [
-        {"name": n, "offline": c.offline, "version": c.version, "description": c.summary}
+        {"name": n, "offline": c.offline, "version": c.version, "measure": c.measure, "description": c.summary}
         for n, c in sorted(_REGISTRY.items())
     ]

@@ -5,7 +5,8 @@ labels include one meaning "unsafe" (a local path or a Hub id pinned by revision
 imported on first use so that listing judges stays cheap.
 
 Score = probability of the unsafe label (softmax over labels; sigmoid when the head has a single logit);
-harmful iff score >= threshold. Inputs are the (prompt, response) text pair by default, or the response alone.
+positive (harmful) iff score >= threshold. Inputs are the (prompt, response) text pair by default, or the response
+alone.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class HFClassifierJudge(Judge):
 
     version = "1"
     offline = True
+    measure = "harm"  # the score is P(unsafe) of a content classifier reading the response, not "did it refuse"
     summary = "local Hugging Face sequence classifier (model=PATH|ID, revision=SHA, unsafe_label=NAME, threshold)"
 
     def __init__(
