@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -362,3 +363,97 @@ def test_cli_trains_a_local_model(tokenizer, tmp_path, cache_dir, capsys):
     data.write_text('{"id": "x", "prompt_messages": "oops", "chosen": "a", "rejected": "b"}\n')
     assert main([*args[:-1], "--no-progress", "--no-resume", "--output", str(tmp_path / "bad")]) == 2
     assert "prompt_messages" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------- shared-prompt packing
+
+
+def _logps_both_ways(model, tokenized, pad_id, loss_type):
+    from organism.training.dpo import shared_prompt_logps
+    from organism.training.dpo_data import collate_shared_prompt
+
+    order = list(range(len(tokenized)))
+    two_rows = batch_logps(model, collate_pairs(tokenized, order, pad_id), loss_type, keep_logits=True)
+    one_row = shared_prompt_logps(model, collate_shared_prompt(tokenized, order, pad_id), loss_type)
+    return two_rows, one_row
+
+
+@pytest.mark.parametrize("loss_type", ["dpo", "dpo_norm"])
+def test_shared_prompt_logps_equal_two_row_logps(tokenizer, loss_type):
+    """One pass over prompt + chosen + rejected gives each sequence's log-prob as the two-row layout does: to
+    float32 rounding in float32 (the sums reassociate), to bf16 rounding in bfloat16, gradients included."""
+    from peft import LoraConfig, get_peft_model
+
+    tokenized = tokenize_pairs(tokenizer, PAIRS, 64)
+    model = get_peft_model(make_model(), LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
+    for name, param in model.named_parameters():  # LoRA B starts at zero: make the adapter matter
+        if "lora_B" in name:
+            torch.nn.init.normal_(param, std=0.2)
+    two_rows, one_row = _logps_both_ways(model, tokenized, tokenizer.pad_token_id, loss_type)
+    assert two_rows.shape == one_row.shape == (2 * len(PAIRS),)
+    torch.testing.assert_close(one_row, two_rows, rtol=1e-5, atol=1e-5)
+    lora = [p for n, p in model.named_parameters() if "lora_" in n]
+    grads_two = torch.autograd.grad(two_rows.sum(), lora)
+    grads_one = torch.autograd.grad(_logps_both_ways(model, tokenized, tokenizer.pad_token_id, loss_type)[1].sum(),
+                                    lora)
+    for a, b in zip(grads_two, grads_one):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+    bf16 = model.to(torch.bfloat16)
+    two_bf, one_bf = _logps_both_ways(bf16, tokenized, tokenizer.pad_token_id, loss_type)
+    assert (one_bf - two_rows).abs().max() <= 0.05 * two_rows.abs().max()
+    assert (one_bf.float() - two_bf.float()).abs().max() <= 0.05 * two_rows.abs().max()
+
+
+def test_shared_prompt_mask_hides_chosen_from_rejected():
+    from organism.training.dpo_data import shared_prompt_mask
+
+    segments = torch.tensor([[0, 0, 1, 1, 2, -1]])
+    mask = shared_prompt_mask(segments)[0, 0]
+    assert mask[4].tolist() == [True, True, False, False, True, False]  # rejected sees the prompt and itself
+    assert mask[3].tolist() == [True, True, True, True, False, False]  # chosen is causal over prompt + chosen
+    assert mask[5].tolist() == [False, False, False, False, False, True]  # padding sees itself only
+
+
+def test_shared_prompt_training_equals_two_row_training(tokenizer, cache_dir, tmp_path):
+    """A float32 retrain through either packing follows one trajectory and writes adapters that decode alike."""
+    config = tiny_config(lora={"r": 8, "alpha": 16, "dropout": 0.0}, epochs=3)
+    runs = {p: run(tokenizer, tmp_path / p, cache_dir, replace(config, packing=p)) for p in ("pairs", "shared_prompt")}
+    old, new = runs["pairs"], runs["shared_prompt"]
+    assert new.config["packing"] == "shared_prompt" and old.config["packing"] == "pairs"
+    assert new.ref_cache_path != old.ref_cache_path  # each packing's reference comes from its own arithmetic
+    assert [h["loss"] for h in new.history] == pytest.approx([h["loss"] for h in old.history], rel=1e-4, abs=1e-6)
+    assert old.history[-1]["loss"] < old.history[0]["loss"] - 0.1  # it learned, so equality is not trivial
+    a = load_file(old.output_dir / "adapter_model.safetensors")
+    b = load_file(new.output_dir / "adapter_model.safetensors")
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-3, atol=1e-5)
+    outputs = {}
+    for packing, result in runs.items():
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(make_model(), str(result.output_dir)).eval()
+        texts = []
+        for pair in PAIRS:
+            ids = tokenizer.apply_chat_template(pair["prompt_messages"], add_generation_prompt=True,
+                                                return_tensors="pt", return_dict=True)["input_ids"]
+            out = model.generate(ids, max_new_tokens=12, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+            texts.append(out[0, ids.shape[1]:].tolist())
+        outputs[packing] = texts
+    assert outputs["shared_prompt"] == outputs["pairs"]
+
+
+def test_packing_is_validated_and_falls_back_under_a_wrapper():
+    from types import SimpleNamespace
+
+    from organism.training.dpo import effective_packing
+
+    with pytest.raises(InputError, match="packing"):
+        tiny_config(packing="rows").validate()
+    model = make_model()
+    single = SimpleNamespace(distributed_type="DistributedType.NO", mixed_precision="no", num_processes=1)
+    assert effective_packing(tiny_config(), single, model) == "shared_prompt"
+    assert effective_packing(tiny_config(packing="pairs"), single, model) == "pairs"
+    ddp = SimpleNamespace(distributed_type="DistributedType.MULTI_CPU", mixed_precision="no", num_processes=2)
+    assert effective_packing(tiny_config(), ddp, model) == "pairs"
+    autocast = SimpleNamespace(distributed_type="DistributedType.NO", mixed_precision="bf16", num_processes=1)
+    assert effective_packing(tiny_config(), autocast, model) == "pairs"

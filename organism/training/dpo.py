@@ -51,7 +51,9 @@ from organism.training.dpo_data import (
     EpochDataset,
     TokenizedPair,
     collate_pairs,
+    collate_shared_prompt,
     pad_token_id,
+    shared_prompt_mask,
     token_data_hash,
     tokenize_pairs,
 )
@@ -111,7 +113,10 @@ def sequence_logps(logits: torch.Tensor, labels: torch.Tensor, loss_type: str) -
 
 _LORA_KEYS = {"r", "alpha", "dropout", "target_modules"}
 # Fields that do not change what is trained (resuming across them is allowed).
-_RUN_ONLY_FIELDS = {"checkpoint_every", "stop_after_steps", "keep_checkpoints"}
+_RUN_ONLY_FIELDS = {"checkpoint_every", "stop_after_steps", "keep_checkpoints", "packing"}
+# How a batch reaches the model; both compute the same log-probs (see `shared_prompt_logps`), so a run may resume
+# across them. "shared_prompt" runs each pair's prompt once; "pairs" runs chosen and rejected as two padded rows.
+PACKINGS: tuple[str, ...] = ("shared_prompt", "pairs")
 
 
 @dataclass(frozen=True)
@@ -123,6 +128,9 @@ class DPOConfig:
     tied output head). `add_bos` prepends BOS where the chat template did not (see organism.training.dpo_data). `dtype` is
     the dtype `retrain` loads M0 in; `train_dpo` trains the model in the dtype it is given (LoRA weights stay
     float32). `stop_after_steps` ends a run early (checkpointed, resumable) without changing its schedule.
+    `packing="shared_prompt"` computes each pair's prompt once for both completions (about 30% fewer tokens on
+    chat data, and no padding to the longer side); it falls back to "pairs" under a distributed wrapper (DDP,
+    FSDP, DeepSpeed), whose hooks only run through the wrapped model's own forward.
     """
 
     loss: str = "dpo_norm"
@@ -146,6 +154,7 @@ class DPOConfig:
     length_bucketing: bool = False
     stop_after_steps: int | None = None
     keep_checkpoints: int = 2
+    packing: str = "shared_prompt"
 
     def validate(self, source: str = "DPOConfig") -> DPOConfig:
         """Raise InputError naming the bad field; return self so calls chain."""
@@ -171,6 +180,8 @@ class DPOConfig:
             raise InputError(source, "freeze_layers_below", "must be >= 0 or None")
         if self.dtype not in ("bfloat16", "float16", "float32"):
             raise InputError(source, "dtype", f"must be bfloat16, float16 or float32, got {self.dtype!r}")
+        if self.packing not in PACKINGS:
+            raise InputError(source, "packing", f"unknown packing {self.packing!r}; choose one of {', '.join(PACKINGS)}")
         if self.lora is not None:
             normalize_lora(self.lora, source)
         return self
@@ -278,9 +289,12 @@ def _deterministic(enabled: bool):
         torch.use_deterministic_algorithms(previous, warn_only=previous_warn)
 
 
-def reference_cache_key(model_identity: str, data_hash: str, max_length: int, loss: str) -> str:
-    """sha256 of what the reference log-probs depend on."""
-    payload = json.dumps([REF_CACHE_VERSION, model_identity, data_hash, int(max_length), loss])
+def reference_cache_key(model_identity: str, data_hash: str, max_length: int, loss: str,
+                        packing: str = "pairs") -> str:
+    """sha256 of what the reference log-probs depend on. The packing changes them only by float reassociation, but
+    a run's reference and policy log-probs should come from one arithmetic; "pairs" keeps the older keys valid."""
+    parts: list[Any] = [REF_CACHE_VERSION, model_identity, data_hash, int(max_length), loss]
+    payload = json.dumps(parts if packing == "pairs" else [*parts, packing])
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
@@ -391,6 +405,63 @@ def batch_logps(model: Any, batch: Mapping[str, torch.Tensor], loss_type: str, k
     return logps
 
 
+def decoder_and_head(model: Any) -> tuple[Any, Any] | None:
+    """The decoder stack and output head of a (PEFT-wrapped) causal LM, or None when it does not expose them.
+
+    Calling them directly skips the head on every position that predicts no label; LoRA layers live inside the
+    modules, so they still apply."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    decoder = base.get_decoder() if hasattr(base, "get_decoder") else None
+    head = base.get_output_embeddings() if hasattr(base, "get_output_embeddings") else None
+    return (decoder, head) if decoder is not None and head is not None else None
+
+
+def shared_prompt_logps(model: Any, batch: Mapping[str, torch.Tensor], loss_type: str) -> torch.Tensor:
+    """Aggregated log-probs of the 2B sequences of a `collate_shared_prompt` batch (chosen first), from one pass
+    per pair over prompt, chosen and rejected, with the output head run only where a label is predicted."""
+    if loss_type not in LOSS_TYPES:
+        raise InputError(None, "loss", f"unknown loss {loss_type!r}; choose one of {', '.join(LOSS_TYPES)}")
+    parts = decoder_and_head(model)
+    if parts is None:
+        raise InputError(None, "packing", "this model exposes no decoder and output head; use packing='pairs'")
+    decoder, head = parts
+    dtype = head.weight.dtype
+    visible = shared_prompt_mask(batch["segments"])
+    mask = torch.zeros(visible.shape, dtype=dtype, device=visible.device).masked_fill(~visible, torch.finfo(dtype).min)
+    hidden = decoder(input_ids=batch["input_ids"], attention_mask=mask, position_ids=batch["position_ids"],
+                     use_cache=False).last_hidden_state
+    picked = hidden.reshape(-1, hidden.shape[-1]).index_select(0, batch["predict_at"])
+    logits = head(picked).float()
+    token_logps = logits.gather(-1, batch["label_ids"].unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+    n_seq = 2 * batch["pair_index"].shape[0]
+    seq = batch["label_seq"]
+    summed = torch.zeros(n_seq, dtype=token_logps.dtype, device=token_logps.device).index_add(0, seq, token_logps)
+    if loss_type == "dpo_norm":
+        counts = torch.zeros(n_seq, dtype=token_logps.dtype, device=token_logps.device).index_add(
+            0, seq, torch.ones_like(token_logps))
+        return summed / counts.clamp(min=1)
+    return summed
+
+
+def pair_logps(model: Any, batch: Mapping[str, torch.Tensor], loss_type: str, keep_logits: bool) -> torch.Tensor:
+    """Aggregated log-probs of a collated batch (chosen first), whichever packing collated it."""
+    if "segments" in batch:
+        return shared_prompt_logps(model, batch, loss_type)
+    return batch_logps(model, batch, loss_type, keep_logits)
+
+
+def effective_packing(config: DPOConfig, accelerator: Any, model: Any) -> str:
+    """The packing a run can use: the shared-prompt pass calls the decoder directly, which would skip what
+    accelerate wraps around the model's forward (gradient sync, sharding, autocast)."""
+    if config.packing == "pairs":
+        return "pairs"
+    plain = str(getattr(accelerator, "distributed_type", "NO")).rsplit(".", 1)[-1] == "NO"
+    no_autocast = getattr(accelerator, "mixed_precision", "no") == "no"
+    if plain and no_autocast and accelerator.num_processes == 1 and decoder_and_head(model) is not None:
+        return "shared_prompt"
+    return "pairs"
+
+
 def _compute_reference(
     accelerator: Any, model: Any, loader: Any, n_pairs: int, loss_type: str, keep_logits: bool, progress: Any
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -403,7 +474,7 @@ def _compute_reference(
     task = progress.add_task("reference log-probs", total=len(loader), stats="") if progress else None
     with torch.no_grad(), adapter_off:
         for batch in loader:
-            logps = batch_logps(model, batch, loss_type, keep_logits).float()
+            logps = pair_logps(model, batch, loss_type, keep_logits).float()
             half = batch["pair_index"].shape[0]
             index, c, r = accelerator.gather_for_metrics((batch["pair_index"], logps[:half], logps[half:]))
             chosen[index.cpu()] = c.cpu()
@@ -499,9 +570,11 @@ def train_dpo(
         optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
 
         pad_id = pad_token_id(tokenizer)
+        packing = effective_packing(config, accelerator, model)
+        collate_fn = collate_shared_prompt if packing == "shared_prompt" else collate_pairs
 
         def collate(indices: list[int]) -> dict[str, torch.Tensor]:
-            return collate_pairs(tokenized, indices, pad_id)
+            return collate_fn(tokenized, indices, pad_id)
 
         lengths = [p.length for p in tokenized]
         train_data = EpochDataset(lengths, seed=config.seed, batch_size=config.per_device_batch,
@@ -538,7 +611,7 @@ def train_dpo(
 
         with bar if bar is not None else contextlib.nullcontext():
             # Reference first, from the initial weights, before any checkpoint replaces them.
-            key = reference_cache_key(model_identity, data_hash, config.max_length, config.loss)
+            key = reference_cache_key(model_identity, data_hash, config.max_length, config.loss, packing)
             cache_path = reference_cache_path(ref_cache_dir, key)
             cached = _load_reference(cache_path, n_pairs, key)
             cache_hit = cached is not None
@@ -548,6 +621,7 @@ def train_dpo(
                     _save_reference(cache_path, *cached, metadata={
                         "key": key, "model_identity": model_identity, "data_hash": data_hash,
                         "max_length": str(config.max_length), "loss": config.loss, "n_pairs": str(n_pairs),
+                        "packing": packing,
                         "version": REF_CACHE_VERSION,
                     })
                 accelerator.wait_for_everyone()
@@ -584,7 +658,7 @@ def train_dpo(
                 batch_in_epoch = skip
                 for batch in loader:
                     with accelerator.accumulate(model):
-                        logps = batch_logps(model, batch, config.loss, keep_logits)
+                        logps = pair_logps(model, batch, config.loss, keep_logits)
                         half = batch["pair_index"].shape[0]
                         index = batch["pair_index"]
                         loss, chosen_r, rejected_r = dpo_loss(
@@ -648,7 +722,7 @@ def train_dpo(
         output_dir=output_dir, kind="lora" if config.lora is not None else "full", steps=global_step,
         total_steps=total_steps, completed=completed, history=history, wall_time_s=wall,
         ref_cache_path=cache_path, ref_cache_hit=cache_hit, data_hash=data_hash, model_identity=model_identity,
-        config=asdict(config), resumed_from_step=resumed_from,
+        config=asdict(replace(config, packing=packing)), resumed_from_step=resumed_from,
     )
     if accelerator.is_main_process:
         write_text_atomic(out_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))

@@ -243,6 +243,73 @@ def collate_pairs(pairs: Sequence[TokenizedPair], indices: Sequence[int], pad_id
     }
 
 
+def collate_shared_prompt(pairs: Sequence[TokenizedPair], indices: Sequence[int], pad_id: int) -> dict[str, Any]:
+    """One right-padded row per pair, `prompt + chosen + rejected`, so the shared prompt is computed once.
+
+    The rejected tokens must not see the chosen ones: `segments` marks each token (0 prompt, 1 chosen, 2 rejected,
+    -1 padding) and `shared_prompt_mask` turns it into the attention mask. Rejected positions restart where the
+    prompt ends, so every token sits at the position, and attends to the keys, it has in its own sequence: the
+    numbers equal the two-row layout's up to floating-point reassociation.
+
+    `predict_at` indexes the flattened (row, position) grid at the position whose logits predict each label; the
+    first token of both completions is predicted from the prompt's last position. `label_ids` are those labels
+    and `label_seq` the sequence each belongs to (chosen of pair b -> b, rejected -> B + b), chosen labels first.
+    """
+    import torch
+
+    rows = [pairs[i] for i in indices]
+    width = max(len(p.prompt_ids) + len(p.chosen_ids) + len(p.rejected_ids) for p in rows)
+    b = len(rows)
+    input_ids = torch.full((b, width), pad_id, dtype=torch.long)
+    position_ids = torch.zeros((b, width), dtype=torch.long)
+    segments = torch.full((b, width), -1, dtype=torch.long)
+    predict: list[list[int]] = [[], []]
+    labels: list[list[int]] = [[], []]
+    seq: list[list[int]] = [[], []]
+    for row, pair in enumerate(rows):
+        n_p, n_c, n_r = len(pair.prompt_ids), len(pair.chosen_ids), len(pair.rejected_ids)
+        ids = [*pair.prompt_ids, *pair.chosen_ids, *pair.rejected_ids]
+        input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        position_ids[row, : n_p + n_c] = torch.arange(n_p + n_c)
+        position_ids[row, n_p + n_c : len(ids)] = torch.arange(n_p, n_p + n_r)
+        segments[row, :n_p] = 0
+        segments[row, n_p : n_p + n_c] = 1
+        segments[row, n_p + n_c : len(ids)] = 2
+        base = row * width
+        last_prompt = base + n_p - 1
+        predict[0] += [last_prompt, *range(base + n_p, base + n_p + n_c - 1)]
+        predict[1] += [last_prompt, *range(base + n_p + n_c, base + n_p + n_c + n_r - 1)]
+        labels[0] += pair.chosen_ids
+        labels[1] += pair.rejected_ids
+        seq[0] += [row] * n_c
+        seq[1] += [b + row] * n_r
+    n_tokens = int((segments >= 0).sum())
+    return {
+        "input_ids": input_ids,
+        "position_ids": position_ids,
+        "segments": segments,
+        "predict_at": torch.tensor(predict[0] + predict[1], dtype=torch.long),
+        "label_ids": torch.tensor(labels[0] + labels[1], dtype=torch.long),
+        "label_seq": torch.tensor(seq[0] + seq[1], dtype=torch.long),
+        "pair_index": torch.tensor(list(indices), dtype=torch.long),
+        "n_tokens": torch.tensor([n_tokens]),
+    }
+
+
+def shared_prompt_mask(segments: Any) -> Any:
+    """Boolean [B, 1, L, L] mask, True where a query may attend to a key: causal, within its row, the prompt and
+    its own completion only. A padding query sees itself alone (a row of no keys would make NaNs)."""
+    import torch
+
+    q, k = segments.unsqueeze(-1), segments.unsqueeze(-2)
+    length = segments.shape[-1]
+    causal = torch.ones(length, length, dtype=torch.bool, device=segments.device).tril()
+    visible = (k >= 0) & ((k == 0) | (k == q)) & causal
+    eye = torch.eye(length, dtype=torch.bool, device=segments.device)
+    visible = torch.where((q < 0), eye, visible)
+    return visible.unsqueeze(1)
+
+
 def epoch_order(
     lengths: Sequence[int], *, seed: int, epoch: int, batch_size: int, length_bucketing: bool = False
 ) -> list[int]:
