@@ -425,9 +425,8 @@ def shared_prompt_logps(model: Any, batch: Mapping[str, torch.Tensor], loss_type
     if parts is None:
         raise InputError(None, "packing", "this model exposes no decoder and output head; use packing='pairs'")
     decoder, head = parts
-    dtype = head.weight.dtype
-    visible = shared_prompt_mask(batch["segments"])
-    mask = torch.zeros(visible.shape, dtype=dtype, device=visible.device).masked_fill(~visible, torch.finfo(dtype).min)
+    # A boolean mask, as transformers builds for SDPA itself: CPU kernels run it a third faster than an additive one.
+    mask = shared_prompt_mask(batch["segments"])
     hidden = decoder(input_ids=batch["input_ids"], attention_mask=mask, position_ids=batch["position_ids"],
                      use_cache=False).last_hidden_state
     picked = hidden.reshape(-1, hidden.shape[-1]).index_select(0, batch["predict_at"])
