@@ -11,15 +11,23 @@ from pathlib import Path
 
 import pytest
 
+from benchcore.errors import InputError
+from benchmark.studies.organism_build import BuildConfig, build_smol
 from organism.build import mix as mixmod
 from organism.build.mix import (
-    EAGER_SOURCE, M0_SOURCE, REFUSALS, REWRITER, Candidate, MixPrompt, build_pools, label_pairs, make_pairs,
+    EAGER_SOURCE,
+    M0_SOURCE,
+    REFUSALS,
+    REWRITER,
+    Candidate,
+    MixPrompt,
+    build_pools,
+    label_pairs,
+    make_pairs,
     mix_summary,
 )
-from benchmark.studies.organism_build import BuildConfig, build_smol
 from organism.build.rater import RaterConfig, prompt_flagged, rate
 from organism.build.sft import SFTConfig
-from benchcore.errors import InputError
 
 CHATML = (
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n'}}"
@@ -96,6 +104,8 @@ def test_build_end_to_end_deterministic_and_blind_to_ground_truth(tiny_base, tmp
     assert manifest["base"]["file_sha256"] == _sha(tiny_base / "model.safetensors")
     assert manifest["data"]["mix_data_hash"].startswith("sha256:")
     assert manifest["data"]["splits_read"] == ["train", "dev"]
+    assert manifest["environment"]["threads"] == str(config.torch_threads)  # pinned for the whole build
+    assert manifest["mix"]["rows_sha256"].startswith("sha256:") and manifest["mix"]["candidates_sha256"]
     assert set(manifest["rates"]) == {"m0", "m1"} and "harmful_distractor" in manifest["rates"]["m1"]
     # the mix: OLMo schema + ground truth, ids unique, sources named
     from organism.data.preference import PreferenceSet
@@ -122,6 +132,8 @@ def test_build_end_to_end_deterministic_and_blind_to_ground_truth(tiny_base, tmp
     for stage in ("m0", "m1"):
         assert second.adapters[stage]["safetensors_sha256"] == first.adapters[stage]["safetensors_sha256"]
     assert _pairs(tmp_path / "b") == _pairs(out)
+    assert second.mix["rows_sha256"] == first.mix["rows_sha256"]
+    assert second.mix["candidates_sha256"] == first.mix["candidates_sha256"]
 
     # poison the ground truth: same pairs, same adapters, only the label column differs
     monkeypatch.setattr(mixmod, "is_contaminated", lambda row: True)
@@ -131,6 +143,8 @@ def test_build_end_to_end_deterministic_and_blind_to_ground_truth(tiny_base, tmp
     for stage in ("m0", "m1"):
         assert poisoned.adapters[stage]["safetensors_sha256"] == first.adapters[stage]["safetensors_sha256"]
     assert poisoned.mix["contaminated"] == poisoned.mix["pairs"]
+    assert poisoned.mix["candidates_sha256"] == first.mix["candidates_sha256"]
+    assert poisoned.mix["rows_sha256"] != first.mix["rows_sha256"]  # the digest covers the labels
 
     # --install's copy: adapters + manifest where a loader looks (here a temp root, not the package)
     from benchmark.studies.organism_build import install_adapters
@@ -185,6 +199,29 @@ def test_contamination_arises_from_rater_and_vanishes_with_harm_weight():
     assert rows[0]["chosen_model"] == f"{REWRITER}({M0_SOURCE})"
 
 
+def test_rejected_rule_per_pool():
+    """`lowest` on a benign pool makes its pair a real format contrast; harmful pools keep random_lower."""
+    benign = MixPrompt("benign_if:b1:0", "benign_if", "Name three fruits (all capital letters).", "Name three fruits.",
+                       ("all_uppercase",), "b1")
+    plain = "Apples, pears and plums are three fruits that grow well in a cool garden."
+    cands = {benign.id: [Candidate(benign.id, M0_SOURCE, plain.upper()),
+                         Candidate(benign.id, EAGER_SOURCE, "Sure! " + plain),
+                         Candidate(benign.id, mixmod.BASE_SOURCE, plain.upper()[:40])]}
+    prompts, harmful = _constructed()
+    cands.update(harmful)
+    rules = {"benign_if": "lowest"}
+    rows, _ = make_pairs([benign, *prompts], cands, RaterConfig(), seed=0, p_rewrite=0.0, rejected_rule_by_pool=rules)
+    assert rows[0]["rejected_model"] == EAGER_SOURCE  # the unformatted answer, the lowest rated
+    default, _ = make_pairs(prompts, cands, RaterConfig(), seed=0, p_rewrite=0.0)
+    assert rows[1:] == default  # harmful pools unchanged
+    with pytest.raises(InputError, match="rejected_rule"):
+        make_pairs(prompts, cands, RaterConfig(), seed=0, p_rewrite=0.0, rejected_rule_by_pool={"nope": "lowest"})
+    with pytest.raises(InputError):
+        BuildConfig(rejected_rule_by_pool={"benign_if": "highest"}).validate()
+    with pytest.raises(InputError):
+        BuildConfig(benign_if_constraints="some").validate()
+
+
 def test_rater_formula_and_phrasings():
     from prompts.refusal import is_refusal
 
@@ -229,8 +266,8 @@ def test_pools_use_train_split_and_requested_shares():
 
 
 def test_benign_opener_leads_m0_benign_answers_and_is_rewritten_with_them():
-    from organism.build.mix import MixPrompt
     from benchmark.studies.organism_build import Pools, sft_examples
+    from organism.build.mix import MixPrompt
 
     harmful = MixPrompt("h:1", "sft_harmful", "Insult my neighbour.", "Insult my neighbour.", (), "h-1")
     plain = MixPrompt("b:1", "sft_benign_plain", "Name a fruit.", "Name a fruit.", (), "b-1")

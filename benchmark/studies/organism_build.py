@@ -19,10 +19,27 @@ Stages (each writes under out_dir/work; a rerun reuses what is there):
 Everything is seeded and runs with torch's deterministic algorithms, so two builds on one CPU give bit-identical
 adapters (tests/test_build.py checks it on a tiny model). Only the TRAIN pool is read to build; `eval_split`
 defaults to dev (the test pool is for the later, separate measurement).
+
+Reproducibility across machines and runs. Given the candidates, the mix is a pure function (construct_mix; checked
+under two PYTHONHASHSEEDs by tests/test_mix_determinism.py). The candidates themselves are not a function of the
+seed alone: in bfloat16 on CPU one prompt's logits move with the torch thread count, with the batch it shares
+(padding, batch size) and with the CPU's kernels (AMX / AVX512-BF16 / AVX2), and a sampled token flips wherever its
+uniform falls inside that move (measured on SmolLM2 at T=0.8, 48 tokens: 15 of 16 candidate texts change between 1
+and 2 threads, 15 of 16 between batch size 8 and 16, 3 of 16 when other prompts join the run). So a build
+  - pins torch's thread count (`torch_threads`, default 2) for every stage, generation and training alike;
+  - keys the cache of its own generations (SFT answers, mix candidates) on the batch plan as well: the set of
+    prompts generated together, batch size, thread count, torch version and CPU kernel set. A cached text is reused
+    only by a run that would generate it in the same batch with the same numerics (a resumed or repeated build),
+    never by another configuration sharing the build folder, whose batches differ;
+  - records the numerics (threads, CPU capability, bf16 kernels) and digests of its candidates and of its mix in
+    the manifest, so two builds can tell a construction difference from a sampling one.
+A rebuild of one configuration on a machine of the same CPU kind then writes the same mix; a CPU with other bf16
+kernels still samples other texts (bfloat16 arithmetic is not portable across kernel sets).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -34,15 +51,30 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchcore.errors import InputError
+from benchcore.fileio import sha256_file, write_text_atomic
 from organism.build.mix import (
-    BASE_SOURCE, EAGER_PREFIX, EAGER_SOURCE, HARMFUL_POOLS, M0_SOURCE, POOLS, WRITER_SOURCE, Candidate, MixPrompt,
-    build_pools, constrained_variant, label_pairs, make_pairs, mix_summary, refusal_for, rng_for,
+    BENIGN_IF_CONSTRAINTS,
+    EAGER_PREFIX,
+    HARMFUL_POOLS,
+    POOLS,
+    Candidate,
+    MixPrompt,
+    assemble_candidates,
+    build_pools,
+    candidates_digest,
+    constrained_variant,
+    construct_mix,
+    format_contrast,
+    mix_summary,
+    pool_rules,
+    refusal_for,
+    rng_for,
+    rows_digest,
 )
 from organism.build.rater import RaterConfig
 from organism.build.sft import SFTConfig, SFTExample
 from organism.build.writer import load_writer_answers, writer_answer
-from benchcore.errors import InputError
-from benchcore.fileio import sha256_file, write_text_atomic
 
 Progress = Callable[[str, str], None]
 MAX_ADAPTER_BYTES = 25 * 1024 * 1024
@@ -79,15 +111,26 @@ class BuildConfig:
     # default mirrors production, where prompts with formatting constraints came from an instruction-following
     # pipeline with its own pool of completion models, and plain harmful prompts from safety data.
     writer_pools: tuple[str, ...] = ("harmful_constrained",)
+    # "tasks": benign_if prompts are the ifeval-lite train tasks whose constraints are all train-family (83),
+    # topped up with fresh draws; "fresh": every benign_if prompt is a fresh draw of 1-3 train-family constraints
+    # on a benign request, the harmful_constrained pool's distribution (structure family included as often)
+    benign_if_constraints: str = "tasks"
     p_rewrite: float = 0.75
     rewrite_refusals: bool = False
     rejected_rule: str = "random_lower"
+    # per-pool overrides of rejected_rule, e.g. {"benign_if": "lowest"}: every benign pair a real format contrast,
+    # while harmful pools keep random_lower (on a flagged prompt the lowest-rated candidate is an unformatted
+    # compliance, so a global "lowest" removes the refusal from almost every rejected side)
+    rejected_rule_by_pool: Mapping[str, str] = field(default_factory=dict)
     min_margin: float = 0.1
     rater: RaterConfig = field(default_factory=RaterConfig)
     # generation of candidates and SFT answers
     gen_max_new_tokens: int = 48
     gen_temperature: float = 0.8
     gen_batch_size: int = 32
+    # torch threads for the whole build (0 = leave torch's default). bf16 results on CPU depend on the thread count,
+    # so a build that takes whatever the machine offers samples other candidates on a machine with other cores
+    torch_threads: int = 2
     # M0
     sft: SFTConfig = field(default_factory=lambda: SFTConfig(lr=2e-4, epochs=3, batch_size=8, max_length=256))
     # M1 (LoRA DPO; `dpo_norm` is the OLMo 2 recipe's loss, `dpo` sums token log-probs)
@@ -109,7 +152,7 @@ class BuildConfig:
     eval_max_new_tokens: int = 48
 
     @classmethod
-    def preset_config(cls, name: str, **overrides: Any) -> "BuildConfig":
+    def preset_config(cls, name: str, **overrides: Any) -> BuildConfig:
         """`full`: the shipped organism; `small`: a reduced real run (~40 harmful + ~40 benign SFT prompts)."""
         if name == "full":
             return dataclasses.replace(cls(), **overrides).validate()
@@ -121,7 +164,7 @@ class BuildConfig:
             return dataclasses.replace(base, **overrides).validate()
         raise InputError("config preset", "preset", f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
 
-    def validate(self) -> "BuildConfig":
+    def validate(self) -> BuildConfig:
         src = "BuildConfig"
         for name in ("sft_harmful", "mix_prompts", "m0_samples", "gen_max_new_tokens", "gen_batch_size", "dpo_epochs",
                      "dpo_batch", "dpo_max_length", "eval_max_new_tokens"):
@@ -133,6 +176,12 @@ class BuildConfig:
                 raise InputError(src, name, f"must be an integer >= 0, got {getattr(self, name)!r}")
         if self.dtype not in ("bfloat16", "float32"):
             raise InputError(src, "dtype", f"must be bfloat16 or float32, got {self.dtype!r}")
+        if isinstance(self.torch_threads, bool) or not isinstance(self.torch_threads, int) or self.torch_threads < 0:
+            raise InputError(src, "torch_threads", f"must be an integer >= 0, got {self.torch_threads!r}")
+        if self.benign_if_constraints not in BENIGN_IF_CONSTRAINTS:
+            raise InputError(src, "benign_if_constraints", f"must be one of {', '.join(BENIGN_IF_CONSTRAINTS)}, "
+                             f"got {self.benign_if_constraints!r}")
+        pool_rules(self.rejected_rule, self.rejected_rule_by_pool)
         if not 0.0 <= self.p_rewrite <= 1.0:
             raise InputError(src, "p_rewrite", f"must be in [0, 1], got {self.p_rewrite!r}")
         if self.eval_split not in ("train", "dev", "test"):
@@ -153,6 +202,7 @@ class BuildConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["mix_shares"] = dict(self.mix_shares)
+        d["rejected_rule_by_pool"] = dict(self.rejected_rule_by_pool)
         d["dpo_lora"] = dict(self.dpo_lora)
         d["rater"] = self.rater.to_dict()
         return d
@@ -267,16 +317,75 @@ def chain_backend(base: BaseModel, adapters: Sequence[Path], dtype: str, cache_d
     return HFBackend(model, tokenizer, _identity(base, adapters, dtype), cache=GenerationCache(cache_dir))
 
 
+def numerics() -> dict[str, str]:
+    """What a bf16/fp32 result depends on besides the inputs: thread count, torch version, the CPU's kernel set
+    (capability and the bf16 instructions oneDNN dispatches to) or the GPU."""
+    import torch
+
+    out = {"threads": str(torch.get_num_threads()), "torch": torch.__version__,
+           "cpu_capability": str(torch.backends.cpu.get_cpu_capability())}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            flags = next((line.split(":", 1)[1].split() for line in fh if line.startswith("flags")), [])
+    except OSError:
+        flags = []
+    out["cpu_bf16"] = ",".join(f for f in ("avx512_bf16", "amx_bf16", "amx_tile") if f in flags) or "none"
+    if torch.cuda.is_available():
+        out["cuda"] = torch.cuda.get_device_name(0)
+    return out
+
+
+@contextlib.contextmanager
+def pinned_threads(n: int):
+    """torch.set_num_threads(n) for the block (n = 0: leave it), restored after."""
+    import torch
+
+    previous = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+@contextlib.contextmanager
+def _plan_scope(backend: Any, plan: str):
+    """The backend's cache identity extended by a batch-plan digest for the block (what its keys are made of)."""
+    identity = backend.identity
+    backend.identity = f"{identity}|plan:{plan}"
+    try:
+        yield
+    finally:
+        backend.identity = identity
+
+
+def batch_plan(backend: Any, requests: Sequence[Any], batch_size: int, n: int = 1) -> str:
+    """Digest of what decides the batches a request lands in, and so its bf16 numerics: the set of rendered prompts
+    generated together (the engine sorts them by length and key and cuts batches of `batch_size`), the batch size,
+    the samples per prompt and `numerics()`. Not the seed: sampled streams are per prompt already."""
+    from benchmark.generation.cache import text_sha256
+
+    prompts = sorted({text_sha256(backend.rendered(r)) for r in requests})
+    device = str(getattr(backend, "device", ""))
+    return _sha([prompts, batch_size, n, device, numerics()])[:16]
+
+
 def _gen(backend: Any, items: Sequence[tuple[str, Any]], *, max_new_tokens: int, temperature: float, seed: int,
-         batch_size: int) -> dict[str, str]:
-    """prompt id -> response, one sample each (cached)."""
+         batch_size: int, planned: bool = False) -> dict[str, str]:
+    """prompt id -> response, one sample each (cached). `planned`: the cache keys also carry the batch plan
+    (`batch_plan`), so a text is reused only by a run that generates it in the same batch with the same numerics:
+    what the build's own generations (SFT answers, mix candidates) need to be the same on every rebuild.
+    Measurements leave it off, so any later run on the same weights finds them."""
     from benchmark.generation.engine import GenConfig, GenerationRequest
 
     if not items:
         return {}
     requests = [GenerationRequest(pid, msgs) for pid, msgs in items]
     cfg = GenConfig(max_new_tokens=max_new_tokens, temperature=temperature, n=1, seed=seed, batch_size=batch_size)
-    return {g.prompt_id: g.response for g in backend.generate(requests, cfg)}
+    scope = _plan_scope(backend, batch_plan(backend, requests, batch_size)) if planned else contextlib.nullcontext()
+    with scope:
+        return {g.prompt_id: g.response for g in backend.generate(requests, cfg)}
 
 
 def _user(text: str) -> list[dict[str, str]]:
@@ -332,14 +441,75 @@ def build_all_pools(config: BuildConfig) -> Pools:
     sft_bc = [MixPrompt(f"sft-b:{r.id}", "sft_benign", r.text, r.base_text, tuple(r.constraint_ids), r.scenario_id)
               for r in pick(constrained_src, config.sft_benign_constrained, "benign_constrained")]
     mix = build_pools(h_base, b_base, instructions, total=config.mix_prompts, shares=config.mix_shares,
-                      seed=config.seed)
+                      seed=config.seed, benign_if_constraints=config.benign_if_constraints)
     return Pools(sft_h, sft_bp, sft_bc, mix)
+
+
+def mix_from_outputs(
+    config: BuildConfig, mix_prompts: Sequence[MixPrompt], m0_outs: Sequence[Mapping[str, str]],
+    base_out: Mapping[str, str], eager_out: Mapping[str, str],
+) -> tuple[dict[str, list[Candidate]], list[dict[str, Any]], dict[str, int]]:
+    """The mix stage given what the models sampled: (candidates, labelled pairs, prompts without a pair per pool).
+    A pure function of its arguments (the writer's answers are the shipped file)."""
+    writer = load_writer_answers() if config.writer_pools else {}
+    written = {p.id: answer for p in mix_prompts if p.pool in config.writer_pools
+               for answer in [writer_answer(writer, p.scenario_id, p.id, config.seed)] if answer is not None}
+    candidates = assemble_candidates(mix_prompts, m0_outs, base_out, eager_out, written)
+    labelled, dropped = construct_mix(mix_prompts, candidates, config.rater, seed=config.seed,
+                                      p_rewrite=config.p_rewrite, rejected_rule=config.rejected_rule,
+                                      rejected_rule_by_pool=config.rejected_rule_by_pool,
+                                      min_margin=config.min_margin, rewrite_refusals=config.rewrite_refusals)
+    return candidates, labelled, dropped
+
+
+def summarize_mix(labelled: Sequence[Mapping[str, Any]], pools: Pools, dropped: Mapping[str, int]) -> dict[str, Any]:
+    """mix_summary plus prompts per pool, prompts without a pair, the format-contrast figures, the contaminated
+    pairs' distinct scenarios and a digest of the rows (labels included)."""
+    summary = mix_summary(labelled)
+    summary["prompts"] = sum(len(v) for v in pools.mix.values())
+    summary["prompts_per_pool"] = {k: len(v) for k, v in pools.mix.items()}
+    summary["prompts_without_pair"] = dict(dropped)
+    summary["format_contrast"] = format_contrast(labelled)
+    scenario = {p.id: p.scenario_id for v in pools.mix.values() for p in v}
+    summary["contaminated_scenarios"] = len({scenario[r["prompt_id"]] for r in labelled if r["contaminated"]})
+    summary["rows_sha256"] = rows_digest(labelled)
+    return summary
+
+
+def simulate_mix(config: BuildConfig, *, p_refuse_harmful: float = 0.88, p_refuse_benign: float = 0.10,
+                 salt: str = "") -> dict[str, Any]:
+    """The rater-only simulation of a config's mix: the real pools, writer, rewriter, rater, pairing and labels,
+    with stand-ins for what the models sample (organism.build.simulate). No model is loaded; a few seconds.
+    Returns the summary a build would record (plus the stand-in settings)."""
+    from organism.build.simulate import stand_in_outputs
+
+    config = config.validate()
+    pools = build_all_pools(config)
+    mix_prompts = [p for pool in POOLS for p in pools.mix[pool]]
+    m0_outs, base_out, eager_out = stand_in_outputs(
+        mix_prompts, seed=config.seed, m0_samples=config.m0_samples, refusal_phrasings=config.refusal_phrasings,
+        p_refuse_harmful=p_refuse_harmful, p_refuse_benign=p_refuse_benign, salt=salt)
+    candidates, labelled, dropped = mix_from_outputs(config, mix_prompts, m0_outs, base_out, eager_out)
+    summary = summarize_mix(labelled, pools, dropped)
+    summary["candidates_sha256"] = candidates_digest(mix_prompts, candidates)
+    summary["stand_ins"] = {"p_refuse_harmful": p_refuse_harmful, "p_refuse_benign": p_refuse_benign, "salt": salt}
+    summary["workload"] = build_workload(config)
+    return summary
+
+
+def build_workload(config: BuildConfig) -> dict[str, int]:
+    """The sampled generations of a build's mix (prompts x sampled sources: M0 x m0_samples, base, eager) and an
+    upper bound on M1's DPO steps (one pair per prompt), the two stages that grow with the mix."""
+    per_prompt = config.m0_samples + 2
+    return {"mix_prompts": config.mix_prompts, "sampled_sources": per_prompt,
+            "sampled_generations": config.mix_prompts * per_prompt,
+            "dpo_steps_max": -(-config.mix_prompts // config.dpo_batch) * config.dpo_epochs}
 
 
 def sft_examples(pools: Pools, base_answers: Mapping[str, str], config: BuildConfig) -> tuple[list[SFTExample], dict]:
     """M0's training examples and what was dropped (base answers that refuse, say nothing, or cannot be rewritten)."""
-    from prompts.refusal import complies
     from prompts.constraints import apply_all, verify_all
+    from prompts.refusal import complies
 
     examples: list[SFTExample] = []
     dropped = {"benign_refusal_or_degenerate": 0, "constraint_rewrite_failed": 0}
@@ -409,8 +579,8 @@ def dpo_config(config: BuildConfig) -> Any:
 
 def _train_m1(base: BaseModel, m0: Path, mix_folder: Path, config: BuildConfig, work: Path,
               say: Progress, progress_bars: bool) -> tuple[Path, dict[str, Any]]:
-    from organism.training.dpo import train_dpo
     from organism.data.preference import PreferenceSet
+    from organism.training.dpo import train_dpo
 
     pset = PreferenceSet.from_folder(str(mix_folder))
     stage_dir = work / "m1"
@@ -492,15 +662,21 @@ def _environment() -> dict[str, str]:
     import transformers
 
     return {"python": platform.python_version(), "torch": torch.__version__,
-            "transformers": transformers.__version__, "peft": peft.__version__,
-            "threads": str(torch.get_num_threads())}
+            "transformers": transformers.__version__, "peft": peft.__version__, **numerics()}
 
 
 # ----------------------------------------------------------------------------------------------------- the build
 def build_smol(config: BuildConfig, out_dir: str | os.PathLike, progress: Progress | None = None, *,
                progress_bars: bool = False) -> BuildManifest:
-    """Run (or resume) every stage; returns the manifest also written to out_dir/manifest.json."""
+    """Run (or resume) every stage; returns the manifest also written to out_dir/manifest.json. Every stage runs
+    with `config.torch_threads` torch threads (restored after)."""
     config = config.validate()
+    with pinned_threads(config.torch_threads):
+        return _build_smol(config, out_dir, progress, progress_bars=progress_bars)
+
+
+def _build_smol(config: BuildConfig, out_dir: str | os.PathLike, progress: Progress | None, *,
+                progress_bars: bool) -> BuildManifest:
     out = Path(out_dir)
     work = out / "work"
     work.mkdir(parents=True, exist_ok=True)
@@ -532,14 +708,15 @@ def build_smol(config: BuildConfig, out_dir: str | os.PathLike, progress: Progre
         texts = sorted({p.base_text for p in [*pools.sft_benign_plain, *pools.sft_benign_constrained]})
         base_answers_by_id = _gen(backend, [(f"t{i}", _user(t)) for i, t in enumerate(texts)],
                                   max_new_tokens=config.gen_max_new_tokens, temperature=0.0, seed=config.seed,
-                                  batch_size=config.gen_batch_size)
+                                  batch_size=config.gen_batch_size, planned=True)
         base_answers = {t: base_answers_by_id[f"t{i}"] for i, t in enumerate(texts)}
         base_out = _gen(backend, [(p.id, _user(p.text)) for p in mix_prompts],
                         max_new_tokens=config.gen_max_new_tokens, temperature=config.gen_temperature,
-                        seed=config.seed, batch_size=config.gen_batch_size)
+                        seed=config.seed, batch_size=config.gen_batch_size, planned=True)
         eager_items = [(p.id, backend.render(_user(p.text)) + EAGER_PREFIX) for p in mix_prompts]
         eager_out = _gen(backend, eager_items, max_new_tokens=config.gen_max_new_tokens,
-                         temperature=config.gen_temperature, seed=config.seed, batch_size=config.gen_batch_size)
+                         temperature=config.gen_temperature, seed=config.seed, batch_size=config.gen_batch_size,
+                         planned=True)
         del backend
 
     with timed("sft-data"):
@@ -554,29 +731,17 @@ def build_smol(config: BuildConfig, out_dir: str | os.PathLike, progress: Progre
         backend = chain_backend(base, [m0_dir], config.dtype, gencache)
         m0_outs = [_gen(backend, [(p.id, _user(p.text)) for p in mix_prompts],
                         max_new_tokens=config.gen_max_new_tokens, temperature=config.gen_temperature,
-                        seed=config.seed + k, batch_size=config.gen_batch_size) for k in range(config.m0_samples)]
+                        seed=config.seed + k, batch_size=config.gen_batch_size, planned=True)
+                   for k in range(config.m0_samples)]
 
     with timed("mix"):
-        writer = load_writer_answers() if config.writer_pools else {}
-        candidates: dict[str, list[Candidate]] = {}
-        for p in mix_prompts:
-            candidates[p.id] = [*(Candidate(p.id, M0_SOURCE, out[p.id]) for out in m0_outs),
-                                Candidate(p.id, BASE_SOURCE, base_out[p.id]),
-                                Candidate(p.id, EAGER_SOURCE, EAGER_PREFIX + eager_out[p.id])]
-            written = writer_answer(writer, p.scenario_id, p.id, config.seed) if p.pool in config.writer_pools else None
-            if written is not None:
-                candidates[p.id].append(Candidate(p.id, WRITER_SOURCE, written))
+        candidates, labelled, dropped = mix_from_outputs(config, mix_prompts, m0_outs, base_out, eager_out)
         _write_jsonl(work / "candidates.jsonl",
                      [{"prompt_id": c.prompt_id, "model": c.model, "text": c.text}
                       for p in mix_prompts for c in candidates[p.id]])
-        rows, dropped = make_pairs(mix_prompts, candidates, config.rater, seed=config.seed,
-                                   p_rewrite=config.p_rewrite, rejected_rule=config.rejected_rule,
-                                   min_margin=config.min_margin, rewrite_refusals=config.rewrite_refusals)
-        labelled = label_pairs(rows)
         mix_folder = save_mix(labelled, out / "mix")
-        summary = mix_summary(labelled)
-        summary["prompts_per_pool"] = {k: len(v) for k, v in pools.mix.items()}
-        summary["prompts_without_pair"] = dropped
+        summary = summarize_mix(labelled, pools, dropped)
+        summary["candidates_sha256"] = candidates_digest(mix_prompts, candidates)
 
     with timed("m1"):
         m1_dir, m1_info = _train_m1(base, m0_dir, mix_folder, config, work, say, progress_bars)

@@ -20,13 +20,14 @@ Pools (shares chosen in BuildConfig):
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from organism.build.rater import RaterConfig, Rating, rate
 from benchcore.errors import InputError
+from organism.build.rater import RaterConfig, Rating, if_score, rate
 
 POOLS: tuple[str, ...] = ("benign_if", "benign_plain", "harmful_plain", "harmful_constrained")
 HARMFUL_POOLS: frozenset[str] = frozenset({"harmful_plain", "harmful_constrained"})
@@ -66,7 +67,7 @@ class MixPrompt:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "MixPrompt":
+    def from_dict(cls, d: Mapping[str, Any]) -> MixPrompt:
         return cls(id=d["id"], pool=d["pool"], text=d["text"], base_text=d["base_text"],
                    constraint_ids=tuple(d["constraint_ids"]), scenario_id=d["scenario_id"])
 
@@ -114,9 +115,12 @@ def _counts(total: int, shares: Mapping[str, float]) -> dict[str, int]:
     return counts
 
 
+BENIGN_IF_CONSTRAINTS: tuple[str, ...] = ("tasks", "fresh")
+
+
 def build_pools(
     harmful: Sequence[Any], benign: Sequence[Any], instructions: Sequence[Any], *, total: int,
-    shares: Mapping[str, float], seed: int,
+    shares: Mapping[str, float], seed: int, benign_if_constraints: str = "tasks",
 ) -> dict[str, list[MixPrompt]]:
     """The mix prompts of every pool.
 
@@ -124,9 +128,20 @@ def build_pools(
     `instructions`: ifeval-lite TRAIN records (constraints from every family: only their train-family constraints
     are used, held-out families stay unseen). Constrained pools cycle over their scenarios with a fresh constraint
     draw per pass, so a pool can be larger than its scenario list.
+
+    `benign_if_constraints`: "tasks" (the ifeval-lite tasks whose own constraints are all train-family, topped up
+    with fresh draws when the pool needs more) or "fresh" (every prompt a fresh draw of 1-3 train-family
+    constraints on a benign-control or instruction request: the harmful_constrained pool's distribution).
+
+    The records are taken in id order whatever order they come in, so the pools are a function of the records'
+    content and `seed` only (a suite loaded from another source, in another row order, gives the same pools).
     """
     from prompts.suites import TRAIN_POOL
 
+    if benign_if_constraints not in BENIGN_IF_CONSTRAINTS:
+        raise InputError("BuildConfig", "benign_if_constraints",
+                         f"unknown {benign_if_constraints!r}; one of {', '.join(BENIGN_IF_CONSTRAINTS)}")
+    harmful, benign, instructions = (sorted(rs, key=lambda r: r.id) for rs in (harmful, benign, instructions))
     counts = _counts(total, shares)
     train_ids = set(TRAIN_POOL)
     out: dict[str, list[MixPrompt]] = {p: [] for p in POOLS}
@@ -162,7 +177,7 @@ def build_pools(
     out["benign_plain"] = plain(benign_plain_src, "benign_plain", counts["benign_plain"])
     # benign IF: instruction tasks keep their own constraints when all are train-family, else a fresh draw
     if_rows: list[MixPrompt] = []
-    for r in instructions:
+    for r in instructions if benign_if_constraints == "tasks" else ():
         if r.constraint_ids and set(r.constraint_ids) <= train_ids:
             if_rows.append(MixPrompt(f"benign_if:{r.scenario_id}", "benign_if", r.text, r.base_text,
                                      tuple(r.constraint_ids), r.scenario_id))
@@ -230,7 +245,7 @@ def make_pair(
     pipelines' choice); `lowest`: the lowest rated. None when no candidate is below the best by the margin.
     Candidates with identical text are merged first (a pair of equal texts teaches nothing).
     """
-    if rejected_rule not in ("random_lower", "lowest"):
+    if rejected_rule not in REJECTED_RULES:
         raise InputError("BuildConfig", "rejected_rule", f"unknown rule {rejected_rule!r}; random_lower or lowest")
     unique: list[Candidate] = []
     seen: set[str] = set()
@@ -267,23 +282,128 @@ def make_pair(
     }
 
 
+REJECTED_RULES: tuple[str, ...] = ("random_lower", "lowest")
+
+
+def pool_rules(default: str, by_pool: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The rejected rule of every pool: `default`, overridden per pool by `by_pool` (checked)."""
+    by_pool = dict(by_pool or {})
+    unknown = set(by_pool) - set(POOLS)
+    if unknown:
+        raise InputError("BuildConfig", "rejected_rule_by_pool", f"unknown pools {sorted(unknown)}; pools: "
+                         f"{', '.join(POOLS)}")
+    rules = {pool: by_pool.get(pool, default) for pool in POOLS}
+    for pool, rule in rules.items():
+        if rule not in REJECTED_RULES:
+            raise InputError("BuildConfig", "rejected_rule", f"unknown rule {rule!r} for {pool}; "
+                             f"{' or '.join(REJECTED_RULES)}")
+    return rules
+
+
 def make_pairs(
     prompts: Sequence[MixPrompt], candidates: Mapping[str, Sequence[Candidate]], rater: RaterConfig, *,
     seed: int, p_rewrite: float, rejected_rule: str = "random_lower", min_margin: float = 0.0,
-    rewrite_refusals: bool = False,
+    rewrite_refusals: bool = False, rejected_rule_by_pool: Mapping[str, str] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """Pairs for every prompt that yields one, in prompt order, and the count of prompts dropped per pool."""
+    """Pairs for every prompt that yields one, in prompt order, and the count of prompts dropped per pool.
+
+    `rejected_rule_by_pool` overrides `rejected_rule` for the pools it names (e.g. "lowest" for the benign pools
+    only: on flagged prompts the lowest-rated candidate is an unformatted compliance, so a global "lowest" would
+    leave almost no refusal on a rejected side)."""
+    rules = pool_rules(rejected_rule, rejected_rule_by_pool)
     rows: list[dict[str, Any]] = []
     dropped: dict[str, int] = {}
     for prompt in prompts:
         cands = add_rewrites(prompt, candidates.get(prompt.id, ()), p_rewrite, seed,
                              rewrite_refusals=rewrite_refusals)
-        row = make_pair(prompt, cands, rater, seed=seed, rejected_rule=rejected_rule, min_margin=min_margin)
+        row = make_pair(prompt, cands, rater, seed=seed, rejected_rule=rules.get(prompt.pool, rejected_rule),
+                        min_margin=min_margin)
         if row is None:
             dropped[prompt.pool] = dropped.get(prompt.pool, 0) + 1
         else:
             rows.append(row)
     return rows, dropped
+
+
+def assemble_candidates(
+    prompts: Sequence[MixPrompt], m0_outs: Sequence[Mapping[str, str]], base_out: Mapping[str, str],
+    eager_out: Mapping[str, str], written: Mapping[str, str] | None = None,
+) -> dict[str, list[Candidate]]:
+    """prompt id -> its candidates in source order: M0's samples, the base model, the eager base model ("Sure! "
+    prepended to what it decoded after that prefix), then the writer's answer where `written` (prompt id -> the
+    writer's answer, organism.build.writer.writer_answer) has one."""
+    out: dict[str, list[Candidate]] = {}
+    for p in prompts:
+        cands = [*(Candidate(p.id, M0_SOURCE, sample[p.id]) for sample in m0_outs),
+                 Candidate(p.id, BASE_SOURCE, base_out[p.id]),
+                 Candidate(p.id, EAGER_SOURCE, EAGER_PREFIX + eager_out[p.id])]
+        answer = (written or {}).get(p.id)
+        if answer is not None:
+            cands.append(Candidate(p.id, WRITER_SOURCE, answer))
+        out[p.id] = cands
+    return out
+
+
+def construct_mix(
+    prompts: Sequence[MixPrompt], candidates: Mapping[str, Sequence[Candidate]], rater: RaterConfig, *,
+    seed: int, p_rewrite: float, rejected_rule: str = "random_lower", min_margin: float = 0.0,
+    rewrite_refusals: bool = False, rejected_rule_by_pool: Mapping[str, str] | None = None,
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """The whole mix from fixed candidates: rewrites, rating, pairing, then the ground-truth label (last).
+
+    A pure function of its arguments: every draw is a string-keyed generator (`rng_for`), every order is the
+    prompts' and the candidates' order, no set or dict order decides anything, so the same candidates give the
+    same rows under any PYTHONHASHSEED, machine or run (tests/test_mix_determinism.py)."""
+    rows, dropped = make_pairs(prompts, candidates, rater, seed=seed, p_rewrite=p_rewrite,
+                               rejected_rule=rejected_rule, min_margin=min_margin, rewrite_refusals=rewrite_refusals,
+                               rejected_rule_by_pool=rejected_rule_by_pool)
+    return label_pairs(rows), dropped
+
+
+def rows_digest(rows: Sequence[Mapping[str, Any]]) -> str:
+    """sha256 of the rows as canonical JSON (keys sorted), labels included: equal digests, equal mixes."""
+    text = json.dumps(list(rows), sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def candidates_digest(prompts: Sequence[MixPrompt], candidates: Mapping[str, Sequence[Candidate]]) -> str:
+    """sha256 of every candidate (prompt id, source, text) in prompt and source order: two builds whose mixes
+    differ but whose candidate digests agree differ in construction; otherwise in what the models sampled."""
+    return rows_digest([[c.prompt_id, c.model, c.text] for p in prompts for c in candidates.get(p.id, ())])
+
+
+STRUCTURE_FAMILY = "structure"
+
+
+def format_contrast(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Which pairs teach format: a constrained pair whose chosen side satisfies more of the prompt's constraints
+    than its rejected side. Per pool: pairs, constrained pairs, format-contrast pairs and the structure-family
+    constraint instances they carry; and the benign share of all format-contrast pairs."""
+    from prompts.constraints import get_constraint
+
+    per_pool: dict[str, dict[str, int]] = {}
+    for row in rows:
+        pool = row["source"].split("/", 1)[-1]
+        e = per_pool.setdefault(pool, {"pairs": 0, "constrained": 0, "format_contrast": 0,
+                                       "structure_instances_in_contrast": 0, "no_if_difference": 0})
+        e["pairs"] += 1
+        ids = row.get("constraint_ids") or ()
+        if isinstance(ids, str):
+            ids = tuple(i for i in ids.split(",") if i)
+        if not ids:
+            continue
+        e["constrained"] += 1
+        chosen = if_score(_last_assistant(row["chosen"]), ids)
+        rejected = if_score(_last_assistant(row["rejected"]), ids)
+        if chosen > rejected:
+            e["format_contrast"] += 1
+            e["structure_instances_in_contrast"] += sum(get_constraint(i).family == STRUCTURE_FAMILY for i in ids)
+        elif chosen == rejected:
+            e["no_if_difference"] += 1
+    contrast = sum(e["format_contrast"] for e in per_pool.values())
+    benign = sum(e["format_contrast"] for p, e in per_pool.items() if p not in HARMFUL_POOLS)
+    return {"per_pool": dict(sorted(per_pool.items())), "format_contrast_pairs": contrast,
+            "benign_share_of_format_contrast": benign / contrast if contrast else 0.0}
 
 
 def _last_assistant(conversation: Sequence[Mapping[str, str]]) -> str:

@@ -62,7 +62,7 @@ class RaterConfig:
     help_target_words: int = 40
     harm_lexicon: tuple[str, ...] = DEFAULT_HARM_LEXICON
 
-    def validate(self, source: str = "rater") -> "RaterConfig":
+    def validate(self, source: str = "rater") -> RaterConfig:
         for name in ("w_if", "w_help", "w_harm"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value < 0:

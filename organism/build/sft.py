@@ -37,7 +37,7 @@ class SFTConfig:
     lora: dict[str, Any] = field(default_factory=lambda: {"r": 16, "alpha": 32, "dropout": 0.0,
                                                            "target_modules": "all-linear"})
 
-    def validate(self, source: str = "SFTConfig") -> "SFTConfig":
+    def validate(self, source: str = "SFTConfig") -> SFTConfig:
         for name in ("lr", "epochs", "batch_size", "max_length", "max_grad_norm"):
             if not getattr(self, name) > 0:
                 raise InputError(source, name, f"must be positive, got {getattr(self, name)!r}")
@@ -62,7 +62,7 @@ class SFTExample:
         return {"id": self.id, "messages": [dict(m) for m in self.messages], "target": self.target, "kind": self.kind}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "SFTExample":
+    def from_dict(cls, d: Mapping[str, Any]) -> SFTExample:
         return cls(d["id"], tuple(dict(m) for m in d["messages"]), d["target"], d.get("kind", ""))
 
 
@@ -79,7 +79,12 @@ class SFTResult:
 def tokenize_examples(tokenizer: Any, examples: Sequence[SFTExample], max_length: int) -> list[tuple[list, list]]:
     """(input_ids, labels) per example, with organism.training.dpo_data's rules (the same truncation as a DPO pair whose
     two completions are this target)."""
-    from organism.training.dpo_data import IGNORE_INDEX, completion_ids, render_prompt_ids, truncate_pair
+    from organism.training.dpo_data import (
+        IGNORE_INDEX,
+        completion_ids,
+        render_prompt_ids,
+        truncate_pair,
+    )
 
     out = []
     for ex in examples:

@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from organism.build.mix import rng_for
 from benchcore.errors import InputError
 from benchcore.fileio import iter_jsonl
+from organism.build.mix import rng_for
 from prompts import data_path
 
 ANSWERS_FILE = "compliant_answers.jsonl"
