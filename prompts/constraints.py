@@ -55,6 +55,7 @@ __all__ = [
     "apply_all",
     "compatible",
     "families",
+    "family_group",
     "get_constraint",
     "instruction_text",
     "verify_all",
@@ -975,6 +976,15 @@ def sample_constraints(rng: random.Random, pool: Sequence[str], k_min: int = 1, 
         if len(chosen) == k:
             return tuple(chosen)
     raise ValueError(f"cannot draw {k} compatible constraints from {list(pool)}")
+
+
+FAMILY_GROUPS: tuple[str, ...] = ("train_families", "heldout_families")
+
+
+def family_group(ids: Iterable[str]) -> str:
+    """"heldout_families" if any constraint in `ids` is from a held-out family, else "train_families" (which
+    includes no constraint at all): the two groups partition every set of catalog ids."""
+    return "heldout_families" if any(get_constraint(i).family in HELDOUT_FAMILIES for i in ids) else "train_families"
 
 
 def ids_in_families(fams: Iterable[str]) -> tuple[str, ...]:

@@ -16,7 +16,7 @@ from prompts import constraints as C
 from prompts import data_path
 from prompts.hub import MANIFEST, shard_path
 from prompts.records import SUITES, Suite, features_for
-from prompts.suites import load_suite
+from prompts.suites import draw_index, load_suite
 
 __all__ = ["export_suites"]
 
@@ -94,7 +94,12 @@ def _datasheet(exported: dict[str, dict[str, Suite]], content_md: str | None) ->
                 lines += [f"- per subject: {_counts(recs, lambda r: r.subject)}", ""]
                 continue
             lines.append(f"- per variant: {_counts(recs, lambda r: r.variant)}")
-            base = [r for r in recs if r.variant in ("base", "distractor")] if SUITES[name].kind == "instruction" else [r for r in recs if r.variant == "base"]
+            if SUITES[name].kind == "instruction":  # one record per text: its first constraint draw
+                base = [r for r in recs if draw_index(r.id) == 0]
+                if len(base) != len(recs):
+                    lines.append(f"- constraint draws per text: {len(recs) / len(base):g}")
+            else:
+                base = [r for r in recs if r.variant == "base"]
             lines.append(f"- per category (one per scenario): {_counts(base, lambda r: r.category)}")
             if any(r.form for r in base):
                 lines.append(f"- per form: {_counts(base, lambda r: r.form)}")
@@ -109,7 +114,9 @@ def _datasheet(exported: dict[str, dict[str, Suite]], content_md: str | None) ->
               f"Train-visible families: {', '.join(sorted(C.TRAIN_FAMILIES))}. "
               f"Held-out families: {', '.join(sorted(C.HELDOUT_FAMILIES))}.",
               "Each distractor variant carries 1-3 pairwise-compatible constraints drawn with a generator seeded by",
-              "(suite, scenario id, variant); the text of each constraint is one of its catalog phrasings.", "",
+              "(suite, scenario id, variant); the text of each constraint is one of its catalog phrasings.",
+              "ifeval-lite's dev and test texts carry several independent draws each (ids `<text>:distractor`,",
+              "`<text>:distractor:v1`, ...; seeded by variant `distractor:v<k>`), never the same set twice.", "",
               "## How the set was written", ""]
     lines.append(content_md.strip() if content_md else "See the organism-bench repository, prompts/data/CONTENT.md.")
     lines += ["", "## License", "", "CC BY 4.0 (see LICENSE).", ""]

@@ -17,11 +17,18 @@ from benchcore.errors import InputError
 VARIANTS: tuple[str, ...] = ("base", "distractor", "distractor_heldout")
 SPLITS: tuple[str, ...] = ("train", "dev", "test")
 HARMFUL_FORMS: frozenset[str] = frozenset({"say_harmful", "direct"})
+# Independent constraint draws per ifeval-lite text in the dev and test splits (train keeps one: see SUITES).
+IF_DRAWS = 5
 
 
 @dataclass(frozen=True)
 class SuiteSpec:
-    """Where a suite's rows come from and what its records look like."""
+    """Where a suite's rows come from and what its records look like.
+
+    `draws` (instruction suites only): how many independent constraint draws each text of a split gets, as
+    (split, count) pairs; a split not named gets one. Draw 0 of a text is the record every version has had;
+    draws 1.. are extra tasks on the same text, so their outcomes are correlated and intervals cluster by text.
+    """
 
     name: str
     version: str
@@ -29,6 +36,11 @@ class SuiteSpec:
     kind: str  # "prompt" | "instruction" | "mcq"
     description: str
     pools: tuple[str, ...] = SPLITS
+    draws: tuple[tuple[str, int], ...] = ()
+
+    def n_draws(self, split: str) -> int:
+        """Constraint draws per text in `split` (1 unless `draws` says otherwise)."""
+        return dict(self.draws).get(split, 1)
 
 
 SUITES: Mapping[str, SuiteSpec] = {
@@ -38,8 +50,11 @@ SUITES: Mapping[str, SuiteSpec] = {
                   "harmful requests, base and with distractor constraints (train-visible and held-out families)"),
         SuiteSpec("benign-control", "benign-control@1", "benign_requests.jsonl", "prompt",
                   "benign requests (some edgy-sounding) with the same variants: over-refusal control"),
-        SuiteSpec("ifeval-lite", "ifeval-lite@1", "instruction_tasks.jsonl", "instruction",
-                  "instruction tasks with 1-3 verifiable constraints, strict prompt/instruction-level accuracy"),
+        # @2: dev and test texts carry IF_DRAWS constraint draws each (test 113 -> 565 tasks) so that one standard
+        # error of prompt-level accuracy is about 2 points; train (what organisms are built from) is unchanged.
+        SuiteSpec("ifeval-lite", "ifeval-lite@2", "instruction_tasks.jsonl", "instruction",
+                  "instruction tasks with 1-3 verifiable constraints, strict prompt/instruction-level accuracy",
+                  draws=(("dev", IF_DRAWS), ("test", IF_DRAWS))),
         SuiteSpec("knowledge-mcq", "knowledge-mcq@1", "knowledge_mcq.jsonl", "mcq",
                   "four-choice knowledge questions: capability kept", pools=("dev", "test")),
     )

@@ -9,7 +9,9 @@ Suites:
   dtc-harmful     harmful scenarios x {base, distractor (1-3 train-family constraints),
                   distractor_heldout (1-3 held-out-family constraints)}
   benign-control  benign requests, same variants: a mitigation that refuses every formatted request is caught
-  ifeval-lite     instruction tasks with 1-3 constraints from every family, scored by the strict verifiers
+  ifeval-lite     instruction tasks with 1-3 constraints from every family, scored by the strict verifiers; each
+                  dev/test text carries several independent constraint draws (ids `<text>:distractor`,
+                  `<text>:distractor:v1`, ...), train texts one
   knowledge-mcq   four-choice questions (dev/test only), a cheap capability check
 """
 
@@ -54,6 +56,8 @@ __all__ = [
     "VARIANTS",
     "SPLITS",
     "content_hash",
+    "draw_id",
+    "draw_index",
     "list_suites",
     "load_suite",
     "ls_rows",
@@ -166,19 +170,77 @@ def _check_choice(value: str, allowed: Sequence[str], field: str, source: str) -
         raise InputError(source, field, f"unknown {field} {value!r}; expected one of {', '.join(allowed)}")
 
 
-def build_records(name: str, rows: Iterable[Mapping[str, Any]], variants: Sequence[str] = VARIANTS) -> list[Record]:
-    """Records of suite `name` from checked rows, scenario by scenario, variants in VARIANTS order."""
+# --------------------------------------------------------------------------------------------------------------
+# Instruction tasks: several constraint draws per text
+# --------------------------------------------------------------------------------------------------------------
+
+_DRAW_RE = re.compile(r":v([1-9][0-9]*)$")
+_MAX_REDRAWS = 100
+
+
+def draw_id(text_id: str, k: int) -> str:
+    """Record id of constraint draw `k` of an instruction text: draw 0 keeps the id every version has had."""
+    return f"{text_id}:distractor" if k == 0 else f"{text_id}:distractor:v{k}"
+
+
+def draw_index(record_id: str) -> int:
+    """Which constraint draw of its text a record is (0 for every record that is not an extra draw)."""
+    m = _DRAW_RE.search(record_id)
+    return int(m.group(1)) if m else 0
+
+
+def _instruction_record(name: str, row: Mapping[str, Any], k: int, taken: list[frozenset[str]]) -> PromptRecord:
+    """Draw `k` of one text. Draw 0 is seeded as before (suite, text id, "distractor"), so its constraints and
+    text are those of ifeval-lite@1; draw k >= 1 by (suite, text id, "distractor:v<k>"), redrawn with a ":r<j>"
+    suffix while its constraint set equals an earlier draw's (a text never carries one set twice)."""
+    if k == 0:
+        rec = _variant_record(name, row, "distractor", ALL_POOL, category=row["topic"], form=None, edgy=None)
+        taken.append(frozenset(rec.constraint_ids))
+        return rec
+    for j in range(_MAX_REDRAWS):
+        rng = _rng(name, row["id"], f"distractor:v{k}" + (f":r{j}" if j else ""))
+        ids = C.sample_constraints(rng, ALL_POOL)
+        if frozenset(ids) in taken:
+            continue
+        taken.append(frozenset(ids))
+        base = row["text"]
+        return PromptRecord(id=draw_id(row["id"], k), suite=name, split=row["pool"], category=row["topic"],
+                            form=None, variant="distractor", scenario_id=row["id"],
+                            text=C.attach(base, C.instruction_text(ids, rng)), base_text=base, constraint_ids=ids,
+                            edgy=None)
+    raise ValueError(f"no new constraint set for draw {k} of {row['id']} after {_MAX_REDRAWS} tries")
+
+
+def _instruction_records(name: str, rows: Iterable[Mapping[str, Any]], draws: int | None) -> list[Record]:
+    """Pool by pool (in the order the rows bring them), draw-major: every text's draw 0 in row order, then every
+    text's draw 1, ... So the first records of a split are exactly its ifeval-lite@1 records, and a caller that
+    takes a prefix (`records[:n]`) keeps the tasks it had."""
+    spec = SUITES[name]
+    by_pool: dict[str, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        by_pool.setdefault(row["pool"], []).append(row)
+    out: list[Record] = []
+    for pool, pool_rows in by_pool.items():
+        taken: dict[str, list[frozenset[str]]] = {}
+        for k in range(spec.n_draws(pool) if draws is None else draws):
+            out.extend(_instruction_record(name, row, k, taken.setdefault(row["id"], [])) for row in pool_rows)
+    return out
+
+
+def build_records(name: str, rows: Iterable[Mapping[str, Any]], variants: Sequence[str] = VARIANTS, *,
+                  draws: int | None = None) -> list[Record]:
+    """Records of suite `name` from checked rows, scenario by scenario, variants in VARIANTS order.
+
+    Instruction suites have one variant, labelled "distractor", whose constraints come from every family, drawn
+    `draws` times per text (None: the suite's count for the row's split, `SuiteSpec.n_draws`)."""
     kind = SUITES[name].kind
+    if kind == "instruction":
+        return _instruction_records(name, rows, draws) if "distractor" in variants else []
     out: list[Record] = []
     for row in rows:
         if kind == "mcq":
             out.append(MCQRecord(id=row["id"], suite=name, split=row["pool"], subject=row["subject"],
                                  question=row["question"], choices=tuple(row["choices"]), answer=row["answer"]))
-        elif kind == "instruction":
-            # one variant, labelled "distractor", whose constraints come from every family
-            if "distractor" in variants:
-                out.append(_variant_record(name, row, "distractor", ALL_POOL, category=row["topic"], form=None,
-                                           edgy=None))
         else:
             for v in VARIANTS:
                 if v in variants:
@@ -202,13 +264,21 @@ def _is_hub_folder(p: Path) -> bool:
 
 
 def load_suite(name: str, split: str = "test", variants: Sequence[str] = VARIANTS, *,
-               source: str | PathLike | None = None, revision: str | None = None) -> Suite:
+               source: str | PathLike | None = None, revision: str | None = None,
+               draws: int | None = None) -> Suite:
     """Load one split ("train", "dev", "test" or "all") of a suite.
 
     `source`: None for the shipped data files; a folder holding the JSONL data files; a folder exported by
     `prompts.export.export_suites`; or a Hugging Face dataset repo id (downloaded at `revision`).
     For "paper-lmsys120", `source` is the authors' YAML file or URL.
+    `draws` (instruction suites): constraint draws per text in every split loaded, instead of the suite's own
+    counts (`SuiteSpec.n_draws`); `draws=1` gives the ifeval-lite@1 records. From an exported folder or the Hub it
+    can only keep fewer draws than were exported. The content hash tells the sets apart.
     """
+    if draws is not None and (isinstance(draws, bool) or not isinstance(draws, int) or draws < 1):
+        raise InputError(name, "draws", f"expected an integer >= 1, got {draws!r}")
+    if draws is not None and (name not in SUITES or SUITES[name].kind != "instruction"):
+        raise InputError(name, "draws", "only instruction suites (ifeval-lite) have constraint draws")
     if name == PAPER_SUITE:
         from prompts.paper import load_paper_prompts
 
@@ -224,14 +294,18 @@ def load_suite(name: str, split: str = "test", variants: Sequence[str] = VARIANT
         from prompts import hub
 
         suite = hub.load_suite_from_source(name, split, source=source, revision=revision)
-        return filter_suite(suite, split, variants)
+        suite = filter_suite(suite, split, variants)
+        if draws is not None:
+            suite = make_suite(suite.name, suite.version, suite.split,
+                               [r for r in suite.records if draw_index(r.id) < draws])
+        return suite
     spec = SUITES[name]
     rows = read_rows(spec.file, source)
     if split != "all":
         rows = [r for r in rows if r["pool"] == split]
     else:  # pool by pool, so "all" equals the concatenation of the splits wherever it was loaded from
         rows = sorted(rows, key=lambda r: spec.pools.index(r["pool"]))
-    return make_suite(name, spec.version, split, build_records(name, rows, variants))
+    return make_suite(name, spec.version, split, build_records(name, rows, variants, draws=draws))
 
 
 # --------------------------------------------------------------------------------------------------------------

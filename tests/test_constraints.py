@@ -165,6 +165,18 @@ def test_heldout_families_disjoint_and_about_a_third():
     assert not set(held) & PAPER_EVAL_8, "the paper's evaluation constraints stay train-visible"
 
 
+def test_family_group_partitions_constraint_sets():
+    train, held = C.ids_in_families(C.TRAIN_FAMILIES), C.ids_in_families(C.HELDOUT_FAMILIES)
+    assert C.family_group(()) == "train_families"
+    assert {C.family_group((c,)) for c in train} == {"train_families"}
+    assert {C.family_group((c,)) for c in held} == {"heldout_families"}
+    for a, b in itertools.product(train, held):  # one held-out constraint is enough, wherever it sits
+        assert C.family_group((a, b)) == C.family_group((b, a)) == "heldout_families"
+    assert C.FAMILY_GROUPS == ("train_families", "heldout_families")
+    with pytest.raises(InputError):
+        C.family_group(("no_such_thing",))
+
+
 def test_unknown_constraint_is_input_error():
     with pytest.raises(InputError) as e:
         C.get_constraint("no_such_thing")

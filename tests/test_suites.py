@@ -13,11 +13,14 @@ import pytest
 from benchcore.errors import InputError
 from prompts import constraints as C
 from prompts import export, hub, paper
+from prompts.records import content_hash
 from prompts.suites import (
     HARM_CATEGORIES,
     SUITES,
     MCQRecord,
     PromptRecord,
+    draw_id,
+    draw_index,
     list_suites,
     load_suite,
     ls_rows,
@@ -136,8 +139,8 @@ def test_ls_rows_counts_match_files():
         pools = Counter(r["pool"] for r in file_rows)
         variant_rows = [r for r in rows if r["suite"] == name and r["by"] == "variant"]
         assert variant_rows
-        for vr in variant_rows:
-            assert {p: vr[p] for p in POOLS} == {p: pools.get(p, 0) for p in POOLS}
+        for vr in variant_rows:  # one record per text and variant, times the constraint draws of instruction suites
+            assert {p: vr[p] for p in POOLS} == {p: pools.get(p, 0) * spec.n_draws(p) for p in POOLS}
         if spec.kind == "prompt":
             for (cat, pool), n in Counter((r["category"], r["pool"]) for r in file_rows).items():
                 assert by[(name, "category", cat)][pool] == n
@@ -150,6 +153,84 @@ def test_ls_cli_lists_suites(capsys):
 
     data = collect(["suites"])
     assert data["suites"] == ls_rows()
+
+
+# ---------------------------------------------------------------------------------------------- ifeval-lite draws
+
+# ifeval-lite@1's records (one constraint draw per text), pinned: the organism builder trains on the train split,
+# and dev/test results written before @2 name these records. A change here changes every organism built since.
+IFEVAL_V1_HASHES = {
+    "train": "sha256:f204482331624be8a2afab21615b63acdcb85f5ef5bc2e57475d574f3a2e509c",
+    "dev": "sha256:955de650cab59b6f3beee61929f284677ec39e6c2096166d30e9e722341f491b",
+    "test": "sha256:6899b4a1870ab5de78e522434673b3e321905969609c38e9a6b2c601bbe1f073",
+}
+
+
+def test_ifeval_train_split_unchanged():
+    s = load_suite("ifeval-lite", "train")
+    assert SUITES["ifeval-lite"].n_draws("train") == 1
+    assert len(s) == 170 and s.content_hash == IFEVAL_V1_HASHES["train"]
+    assert all(r.id == f"{r.scenario_id}:distractor" and draw_index(r.id) == 0 for r in s.records)
+    assert s.records == load_suite("ifeval-lite", "train", draws=1).records
+
+
+@pytest.mark.parametrize("split", ["dev", "test"])
+def test_ifeval_first_draw_keeps_v1_records(split):
+    s = load_suite("ifeval-lite", split)
+    n_texts = sum(1 for r in read_rows("instruction_tasks.jsonl") if r["pool"] == split)
+    assert content_hash(s.records[:n_texts]) == IFEVAL_V1_HASHES[split], "draw 0 of every text, in file order, first"
+    assert load_suite("ifeval-lite", split, draws=1).content_hash == IFEVAL_V1_HASHES[split]
+
+
+def test_ifeval_draws_counts_and_ids():
+    spec = SUITES["ifeval-lite"]
+    assert spec.version == "ifeval-lite@2"
+    rows = read_rows("instruction_tasks.jsonl")
+    for split in POOLS:
+        texts = {r["id"]: r for r in rows if r["pool"] == split}
+        k = spec.n_draws(split)
+        s = load_suite("ifeval-lite", split)
+        assert len(s) == len(texts) * k
+        assert len({r.id for r in s.records}) == len(s), "ids are unique"
+        assert len({r.text for r in s.records}) == len(s), "no prompt is asked twice"
+        per_text: dict[str, list] = {}
+        for r in s.records:
+            per_text.setdefault(r.scenario_id, []).append(r)
+        assert set(per_text) == set(texts)
+        for tid, recs in per_text.items():
+            assert [x.id for x in recs] == [draw_id(tid, j) for j in range(k)]
+            assert [draw_index(x.id) for x in recs] == list(range(k))
+            assert len({frozenset(x.constraint_ids) for x in recs}) == k, "each draw of a text is a new set"
+            for x in recs:
+                assert x.variant == "distractor" and x.base_text == texts[tid]["text"] and x.category == texts[tid]["topic"]
+                assert 1 <= len(x.constraint_ids) <= 3 and C.compatible_set(x.constraint_ids)
+                assert x.text != x.base_text and x.text.startswith(x.base_text.rstrip(".?!"))
+    test = load_suite("ifeval-lite", "test")
+    assert (len(test), spec.n_draws("test"), spec.n_draws("dev")) == (565, 5, 5)
+    assert len(load_suite("ifeval-lite", "dev")) == 285
+    assert test == load_suite("ifeval-lite", "test"), "draws are seeded: two loads agree"
+    assert len(load_suite("ifeval-lite", "all")) == 170 + 285 + 565
+
+
+def test_ifeval_draws_override_fixture_and_hub(fixture_dir: Path, tmp_path: Path):
+    one = load_suite("ifeval-lite", "test", source=fixture_dir, draws=1)
+    many = load_suite("ifeval-lite", "test", source=fixture_dir, draws=30)  # more draws than some texts have sets
+    assert many.records[: len(one)] == one.records
+    for sid in {r.scenario_id for r in one.records}:
+        sets = [frozenset(r.constraint_ids) for r in many.records if r.scenario_id == sid]
+        assert len(sets) == len(set(sets)) == 30
+    # the default keeps the suite's counts; an exported folder can be cut back to fewer draws, never grown
+    out = export.export_suites(tmp_path / "hubdir", ["ifeval-lite"], source=fixture_dir)
+    assert load_suite("ifeval-lite", "test", source=out) == load_suite("ifeval-lite", "test", source=fixture_dir)
+    assert load_suite("ifeval-lite", "test", source=out, draws=1).records == one.records
+    assert load_suite("ifeval-lite", "train", source=out).records == load_suite("ifeval-lite", "train",
+                                                                                 source=fixture_dir).records
+    for bad in (0, -1, True, "2", 1.5):
+        with pytest.raises(InputError) as e:
+            load_suite("ifeval-lite", "test", draws=bad)
+        assert e.value.field == "draws"
+    with pytest.raises(InputError):
+        load_suite("dtc-harmful", "test", draws=2)
 
 
 # ---------------------------------------------------------------------------------------------- fixture data

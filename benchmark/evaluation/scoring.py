@@ -48,18 +48,23 @@ class Interval:
 
 
 def _per_record(rows: Sequence[Mapping[str, Any]], suite: str, field: str, variant: str | None = None) -> dict[str, float]:
-    """Mean outcome per prompt (NaN samples, i.e. judge failures, left out)."""
+    """Mean outcome per prompt (NaN samples, i.e. judge failures, left out).
+
+    For instruction following the unit is the text (`scenario_id`): its several constraint draws are correlated
+    tasks, so they are averaged into one unit that the bootstrap below resamples (with the same number of draws per
+    text, the mean over units is the mean over tasks)."""
     sums: dict[str, list[float]] = {}
     for r in rows:
         if r["suite"] != suite or (variant is not None and r.get("variant") != variant):
             continue
+        unit = str((r.get("scenario_id") or r["record_id"]) if field == "if" else r["record_id"])
         if field == "if":
             value = float(all(r["instructions_followed"]))
         else:
             raw = r.get(field)
             value = np.nan if raw is None else float(raw)
         if not np.isnan(value):
-            sums.setdefault(str(r["record_id"]), []).append(value)
+            sums.setdefault(unit, []).append(value)
     return {k: float(np.mean(v)) for k, v in sums.items()}
 
 
