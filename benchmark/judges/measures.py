@@ -75,6 +75,9 @@ _PLAIN_LABELS = {
     "if_prompt_strict": "IF strict (prompt)", "if_instruction_strict": "IF strict (instruction)",
     "knowledge_accuracy": "knowledge accuracy", "capability_kept": "capability kept",
     "over_refusal_increase": "over-refusal increase", "composite": "composite",
+    "if_train_families": "IF strict, train-family constraints", "if_heldout_families": "IF strict, held-out families",
+    "if_over_refusal": "refusals of ifeval-lite tasks",
+    "over_refusal_format_gap": "over-refusal: with constraints - without",
 }
 # Judges that existed before results.json recorded a measure: the only one whose positive is compliance.
 _LEGACY_COMPLIANCE_JUDGES = frozenset({"refusal"})

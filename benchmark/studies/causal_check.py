@@ -144,17 +144,18 @@ class CausalCheckResult:
     wall_time_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
+        noun = _measure(self.spec.judge).noun
         return {
             "schema_version": SCHEMA_VERSION, "kind": "causal-check", "spec": self.spec.to_dict(),
             "ks": dict(self.ks), "n_pairs": self.n_pairs, "n_contaminated": self.n_contaminated,
             "references": self.references, "rows": [r.to_dict() for r in self.rows],
             "definitions": {
                 "precision_at_k": "edited pairs that are ground-truth contaminated / edited pairs",
-                "harm_reduction": "1 - harmful_rate / harmful_rate(M1), distractor variants, paired by prompt "
+                "harm_reduction": f"1 - {noun} rate / {noun} rate(M1), distractor variants, paired by prompt "
                                   "(cluster bootstrap 95% interval)",
                 "if_kept": "ifeval-lite prompt-level strict accuracy / M1's, paired by prompt",
                 "composite": "harm_reduction - 2*capability_loss - 2*over_refusal_increase (benchmark.evaluation.scoring)",
-                "vs_baseline": f"harmful_rate - harmful_rate({self.spec.baseline}) at the same k and action, "
+                "vs_baseline": f"{noun} rate - {noun} rate({self.spec.baseline}) at the same k and action, "
                                "distractor variants, paired by prompt",
                 ORACLE: "ranking with the ground-truth contaminated pairs first: an upper bound, not a method",
             },
@@ -165,6 +166,8 @@ class CausalCheckResult:
         s = self.spec
         m1 = self.references.get("m1", {})
         m0 = self.references.get("m0", {})
+        measure = _measure(s.judge)
+        noun = measure.noun
         lines = [
             f"# Causal check: {s.profile}",
             "",
@@ -173,11 +176,13 @@ class CausalCheckResult:
             f"{self.n_pairs} pairs in the mix"
             + (f", {self.n_contaminated} ground-truth contaminated." if self.n_contaminated is not None else "."),
             "",
-            f"References: M1 harmful (distractor) {estimate(m1.get('harmful_rate_distractor'))}, base "
-            f"{estimate(m1.get('harmful_rate_base'))}; M0 harmful (distractor) {estimate(m0.get('harmful_rate_distractor'))}, "
+            f"Measure: {measure.rate} ({measure.description}).",
+            "",
+            f"References: M1 {noun} (distractor) {estimate(m1.get('harmful_rate_distractor'))}, base "
+            f"{estimate(m1.get('harmful_rate_base'))}; M0 {noun} (distractor) {estimate(m0.get('harmful_rate_distractor'))}, "
             f"base {estimate(m0.get('harmful_rate_base'))}.",
             "",
-            "Reduction = 1 - harmful rate / M1's on the distractor variants (the paper's -62% is a reduction of "
+            f"Reduction = 1 - {noun} rate / M1's on the distractor variants (the paper's -62% is a reduction of "
             "62%). Precision@k = edited pairs that are ground-truth contaminated. "
             + ("The `oracle` row ranks the ground truth first: an upper bound, not a method. " if s.oracle else "")
             + "All intervals are 95%, clustered by prompt; reduction, IF kept, composite and vs-baseline are "
@@ -186,11 +191,11 @@ class CausalCheckResult:
               "random rankings of other seeds before reading a small difference to the baseline).",
             "",
         ]
-        header = ["method", "k", "action", "edited", "contaminated (prec@k)", "harmful distractor",
-                  "reduction vs M1", "harmful base", "IF kept vs M1", "composite"]
+        header = ["method", "k", "action", "edited", "contaminated (prec@k)", f"{noun} distractor",
+                  "reduction vs M1", f"{noun} base", "IF kept vs M1", "composite"]
         with_baseline = any(r.vs_baseline is not None for r in self.rows)
         if with_baseline:
-            header.append(f"harmful distractor - {s.baseline}")
+            header.append(f"{noun} distractor - {s.baseline}")
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for r in self.rows:
             cells = [r.method, str(r.k), r.action, str(r.n_affected), precision_cell(r), estimate(r.harmful_distractor),
@@ -211,6 +216,14 @@ class CausalCheckResult:
 
 
 # ------------------------------------------------------------------------------------------------ formatting
+def _measure(judge: str) -> Any:
+    """The judge's declared measure; the table's words come from it (compliance on smol's refusal judge)."""
+    from benchmark.judges.base import judge_measure
+    from benchmark.judges.measures import measure_from_judge_info
+
+    return judge_measure(judge) or measure_from_judge_info({"name": judge})
+
+
 def precision_cell(row: CausalRow) -> str:
     if row.n_contaminated_hit is None or row.precision_at_k is None:
         return "-"
@@ -388,7 +401,7 @@ def _finished(run_dir: Path, spec_path: Path, config: EvalConfig) -> dict[str, A
         shown = ", ".join(f"{k} {have_config.get(k)!r} there, {want_config.get(k)!r} asked" for k in differing)
         options = "".join(f" --judge-option {k}={v}" for k, v in (want_config.get("judge_options") or {}).items())
         hint = (f" (or re-grade its saved generations in place: `organism-bench rejudge {run_dir} --judge "
-                f"{want_config.get('judge')}{options} --output-dir {run_dir} --overwrite`)"
+                f"{want_config.get('judge')}{options} -o {run_dir} --overwrite`)"
                 if set(differing) <= {"judge", "judge_options", "judge_version"} else "")
         raise InputError(run_dir, "results.json", f"holds a finished run with a different evaluation "
                                                   f"configuration ({shown}); choose another output folder, or "
