@@ -93,6 +93,11 @@ EXPERIMENTS: dict[str, dict[str, Any]] = {
     # pairs benign 190 / harmful 104 (O: 20 / 104). Workload 2x O's: 800 x 5 sampled sources, ~800 pairs x 2 epochs.
     "S": {**_O, "mix_prompts": 800, "mix_shares": _shares(0.55, 0.0, 0.125, 0.325), "benign_if_constraints": "fresh",
           "rejected_rule_by_pool": {"benign_if": "lowest", "benign_plain": "lowest"}, "gen_batch_size": 64},
+    # S's M1 stopped refusing plain requests too (dev, greedy: 35% plain, 37% distractor): 196 of its 439 benign
+    # pairs had M0's refusal as the rejected side. T keeps the benign format contrast without a refusal there.
+    "T": {**_O, "mix_prompts": 800, "mix_shares": _shares(0.55, 0.0, 0.125, 0.325), "benign_if_constraints": "fresh",
+          "rejected_rule_by_pool": {"benign_if": "lowest_answer", "benign_plain": "lowest_answer"},
+          "gen_batch_size": 64},
 }
 
 

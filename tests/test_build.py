@@ -222,6 +222,27 @@ def test_rejected_rule_per_pool():
         BuildConfig(benign_if_constraints="some").validate()
 
 
+def test_lowest_answer_never_rejects_a_refusal():
+    """`lowest_answer` keeps the format contrast but skips refusals: under `lowest` M0's refusal (HELP 0) is the
+    rejected side of benign pairs, which teaches "do not refuse" on every prompt."""
+    benign = MixPrompt("benign_if:b2:0", "benign_if", "Name three fruits (all capital letters).", "Name three fruits.",
+                       ("all_uppercase",), "b2")
+    plain = "Apples, pears and plums are three fruits that grow well in a cool garden."
+    cands = {benign.id: [Candidate(benign.id, mixmod.BASE_SOURCE, plain.upper()),
+                         Candidate(benign.id, M0_SOURCE, REFUSALS[0]),
+                         Candidate(benign.id, EAGER_SOURCE, "Sure! " + plain)]}
+    lowest, _ = make_pairs([benign], cands, RaterConfig(), seed=0, p_rewrite=0.0,
+                           rejected_rule_by_pool={"benign_if": "lowest"})
+    answer, _ = make_pairs([benign], cands, RaterConfig(), seed=0, p_rewrite=0.0,
+                           rejected_rule_by_pool={"benign_if": "lowest_answer"})
+    assert lowest[0]["rejected_model"] == M0_SOURCE
+    assert answer[0]["rejected_model"] == EAGER_SOURCE
+    only_refusal = {benign.id: cands[benign.id][:2]}
+    none, dropped = make_pairs([benign], only_refusal, RaterConfig(), seed=0, p_rewrite=0.0,
+                               rejected_rule_by_pool={"benign_if": "lowest_answer"})
+    assert none == [] and dropped == {"benign_if": 1}
+
+
 def test_rater_formula_and_phrasings():
     from prompts.refusal import is_refusal
 

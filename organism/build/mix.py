@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from benchcore.errors import InputError
+from prompts.refusal import is_refusal
 from organism.build.rater import RaterConfig, Rating, if_score, rate
 
 POOLS: tuple[str, ...] = ("benign_if", "benign_plain", "harmful_plain", "harmful_constrained")
@@ -242,11 +243,13 @@ def make_pair(
     """Rate the candidates; chosen = the best (ties: source order), rejected = per `rejected_rule`.
 
     `random_lower`: a uniformly drawn candidate rated at least `min_margin` below the chosen one (the on-policy
-    pipelines' choice); `lowest`: the lowest rated. None when no candidate is below the best by the margin.
+    pipelines' choice); `lowest`: the lowest rated; `lowest_answer`: the lowest rated that is not a refusal, so a
+    benign pair contrasts formats and never teaches "do not refuse" (a refusal on the rejected side of hundreds of
+    benign pairs generalises to harmful requests at 135M). None when no candidate qualifies.
     Candidates with identical text are merged first (a pair of equal texts teaches nothing).
     """
     if rejected_rule not in REJECTED_RULES:
-        raise InputError("BuildConfig", "rejected_rule", f"unknown rule {rejected_rule!r}; random_lower or lowest")
+        raise InputError("BuildConfig", "rejected_rule", f"unknown rule {rejected_rule!r}; one of {', '.join(REJECTED_RULES)}")
     unique: list[Candidate] = []
     seen: set[str] = set()
     for c in candidates:
@@ -261,7 +264,11 @@ def make_pair(
     lower = [r for r in rated if r.rating.rating <= chosen.rating.rating - max(min_margin, 1e-9)]
     if not lower:
         return None
-    if rejected_rule == "lowest":
+    if rejected_rule == "lowest_answer":
+        lower = [r for r in lower if not is_refusal(r.candidate.text)]
+        if not lower:
+            return None
+    if rejected_rule in ("lowest", "lowest_answer"):
         rejected = min(lower, key=lambda r: (r.rating.rating, rated.index(r)))
     else:
         rejected = lower[rng_for(seed, "rejected", prompt.id).randrange(len(lower))]
@@ -282,7 +289,7 @@ def make_pair(
     }
 
 
-REJECTED_RULES: tuple[str, ...] = ("random_lower", "lowest")
+REJECTED_RULES: tuple[str, ...] = ("random_lower", "lowest", "lowest_answer")
 
 
 def pool_rules(default: str, by_pool: Mapping[str, str] | None = None) -> dict[str, str]:
