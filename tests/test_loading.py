@@ -340,7 +340,10 @@ def test_smol_record_and_stage_stand_in(smol_env):
     assert rec.pad_token == loaded.tokenizer.pad_token is not None and loaded.tokenizer.padding_side == "left"
     assert rec.chat_template_sha256 == hashlib.sha256(loaded.tokenizer.chat_template.encode()).hexdigest()
     if (smol_adapter_dir("m1") / "adapter_config.json").is_file():
-        assert rec.adapter_sha256 == adapter_sha256(smol_adapter_dir("m1"))
+        from organism.models.loading import _combine, _smol_chain
+
+        chain = _smol_chain("m1", [])
+        assert rec.adapter_sha256 == _combine([adapter_sha256(smol_adapter_dir(s)) for s in chain])
     else:
         assert "adapter m1 not built yet: base model stands in" in rec.notes
         assert rec.adapter_sha256 is None
