@@ -2,7 +2,9 @@
 
 `info` loads a stage and prints what was loaded and how long it took (the way to check a cache or a download);
 `convert` builds the smol profile's safetensors copy of the embedded GGUF; `build` builds the smol organism (M0, the
-preference mix, M1) with benchmark.studies.organism_build and, with --install, puts the adapters where load_organism finds them.
+preference mix, M1) with benchmark.studies.organism_build and, with --install, puts the adapters where load_organism finds them;
+`health` puts base, M0 and M1 side by side on knowledge, instruction following, benign-answer NLL under the base and
+regurgitation of the preference mix, with the project's pass/fail thresholds (benchmark.studies.organism_health).
 """
 
 from __future__ import annotations
@@ -45,6 +47,26 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="copy the adapters into organism/adapters/smol/ where load_organism picks them up")
     build.add_argument("--json", action="store_true", help="machine-readable output (the manifest)")
     leaf(build, run_build)
+
+    health = group.add_parser("health", help="base, M0 and M1 side by side: knowledge, instruction following, "
+                                             "benign-answer NLL under the base, regurgitation of the mix")
+    health.add_argument("--profile", required=True, help="profile name (see `organism-bench ls --profiles`)")
+    health.add_argument("--split", default="test", help="dev or test (default test)")
+    health.add_argument("--limit", type=int, default=None, metavar="N",
+                        help="first N scenarios of each suite (default: all)")
+    health.add_argument("--max-new-tokens", type=int, default=96,
+                        help="greedy answer length (default 96, as `evaluate`: the two share cached answers)")
+    health.add_argument("--seed", type=int, default=0, help="bootstrap seed (decoding is greedy)")
+    health.add_argument("--batch-size", default="auto", help="generation batch size or 'auto'")
+    health.add_argument("--dtype", default="bfloat16", choices=DTYPE_CHOICES)
+    health.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    health.add_argument("--mix", default=None, metavar="PATH",
+                        help="preference mix to check regurgitation against (default: the profile's installed mix)")
+    health.add_argument("--ngram-words", type=int, default=None, metavar="N",
+                        help="words in a run that counts as regurgitated (default 12)")
+    add_output(health, "JSON file to write (atomically)", metavar="FILE")
+    health.add_argument("--json", action="store_true", help="print the JSON instead of the tables")
+    leaf(health, run_health)
 
 
 def _help(parser: argparse.ArgumentParser) -> int:
@@ -122,4 +144,73 @@ def run_build(args: argparse.Namespace) -> int:
                                                         for k, v in rates.items()))
     for path in installed:
         out_console.print(f"installed: {path}")
+    return 0
+
+
+def run_health(args: argparse.Namespace) -> int:
+    from benchcore.errors import InputError
+    from benchcore.formatting import number
+    from benchmark.studies import organism_health as H
+
+    batch = args.batch_size
+    if batch != "auto":
+        try:
+            batch = int(batch)
+        except ValueError:
+            raise InputError("command line", "batch_size", f"must be an integer or 'auto', got {batch!r}") from None
+    ngram = H.NGRAM_WORDS if args.ngram_words is None else args.ngram_words
+    settings = dict(split=args.split, limit=args.limit, max_new_tokens=args.max_new_tokens, seed=args.seed,
+                    batch_size=batch, dtype=args.dtype, device=args.device, mix=args.mix, ngram_words=ngram)
+    command = H.health_command(args.profile, **settings, output=args.output)
+    if args.json:
+        report = H.run_health(args.profile, **settings, output=args.output, command=command)
+        print_json(report.to_dict())
+        return 0
+    from benchmark.cli.progress import stage_progress
+
+    with stage_progress() as bar:
+        report = H.run_health(args.profile, **settings, output=args.output, command=command, progress=bar)
+    from rich.table import Table
+
+    out = console()
+    n = {name: info["n_records"] for name, info in report.suites.items()}
+    table = Table(title=f"organism health: {report.profile}, split {report.split}, {n['benign-control']} benign "
+                        f"requests, {n['ifeval-lite']} ifeval-lite tasks, {n['knowledge-mcq']} knowledge questions "
+                        "(95% CI)")
+    table.add_column("metric")
+    for stage in H.STAGES:
+        table.add_column(f"{stage} ({report.stages[stage]['kind']})", justify="right")
+    for row in report.table_rows():
+        table.add_row(*row)
+    out.print(table)
+    checks = Table(title="thresholds (read on M1's point estimates)")
+    for col in ("check", "statistic", "value [95% CI]", "threshold", "pass/fail", "note"):
+        checks.add_column(col)
+    for c in report.checks:
+        percent = c.name != "benign_nll_ratio"
+        value = "-" if c.value is None else H.format_estimate(
+            {"value": c.value, "ci_low": c.ci_low, "ci_high": c.ci_high}, percent=percent)
+        style = {"pass": "green", "FAIL": "bold red"}.get(c.status, "yellow")
+        checks.add_row(c.name, c.statistic, value, c.threshold, f"[{style}]{c.status}[/{style}]", c.note)
+    out.print(checks)
+    out.print(f"[bold]verdict[/bold]: {report.verdict}")
+    for stage, info in report.stages.items():
+        weights = info["adapter_path"] or f"{info['model_id']}@{info['revision']}"
+        out.print(f"{stage}: {info['kind']} ({weights}; adapter sha256 {(info['adapter_sha256'] or 'none')[:16]})")
+    out.print(f"regurgitation: {report.regurgitation['note']}")
+    for note in report.notes:
+        out.print(f"note: {note}")
+    stages = report.timings_s.get("stages", {})
+    parts = []
+    for stage, secs in stages.items():
+        if "reused_from" in secs:
+            parts.append(f"{stage} = {secs['reused_from']} (same weights)")
+        else:
+            parts.append(f"{stage} load {number(secs['load'], 1)} s, generate {number(secs['generate'], 1)} s "
+                         f"({secs['cached_generations']} cached), knowledge {number(secs['knowledge'], 1)} s")
+    out.print(f"timings: total {number(report.timings_s['total'], 1)} s; " + "; ".join(parts)
+              + f"; NLL {number(report.timings_s.get('nll under base'), 1)} s")
+    out.print(f"command: {report.command}")
+    if args.output:
+        out.print(f"wrote {args.output}")
     return 0
