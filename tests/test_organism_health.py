@@ -21,7 +21,7 @@ from tests.fixtures_data import write_folder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-FAST = dict(limit=2, max_new_tokens=12, n_boot=200)
+FAST = {"limit": 2, "max_new_tokens": 12, "n_boot": 200}
 
 
 # ------------------------------------------------------------------------------------------------ n-grams
@@ -172,7 +172,7 @@ def _mix_rows(copied: str) -> list[dict]:
 
 
 def test_regurgitation_not_measured_without_a_mix_then_flags_a_copy(bare_package):
-    settings = dict(FAST, max_new_tokens=24)
+    settings = {**FAST, "max_new_tokens": 24}
     report = H.run_health("smol", **settings)
     _check_shape(report)
     assert [report.stages[s]["kind"] for s in H.STAGES] == ["base", "stand-in", "stand-in"]

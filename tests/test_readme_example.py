@@ -1,7 +1,7 @@
 """The README's Python example runs as written, on the real embedded model.
 
-The first ```python block of README.md is taken verbatim and executed with the working directory set to a
-temporary folder, so its relative output path (`runs/...`) lands there instead of in the checkout. The session
+The first ```python block of README.md is executed with the working directory set to a temporary folder, so its
+relative output path (`runs/...`) lands there instead of in the checkout; only its `limit=` is shrunk. The session
 cache (conftest) holds the converted model, so nothing is downloaded.
 """
 
@@ -29,6 +29,11 @@ def test_readme_python_example_runs(smol_session, tmp_path, monkeypatch, capsys)
     assert "run_evaluation" in code and len(code.strip().splitlines()) <= 5, code
     out_dirs = re.findall(r"\"(runs/[^\"]+)\"", code)
     assert len(out_dirs) == 1, f"expected one relative runs/ output path in the example, found {out_dirs}"
+
+    # Same calls, smaller job: the settings of test_evaluate_e2e's run (2 scenarios, 12 new tokens, batch 8), so
+    # in a full session the run and its M0/M1 references come from the generation cache instead of being redone.
+    code, n = re.subn(r"\blimit=\d+", "limit=2, max_new_tokens=12, batch_size=8", code)
+    assert n == 1, "the example should pass limit= to EvalConfig once"
 
     monkeypatch.chdir(tmp_path)
     namespace: dict = {"__name__": "__readme_example__"}

@@ -159,8 +159,9 @@ def run_health(args: argparse.Namespace) -> int:
         except ValueError:
             raise InputError("command line", "batch_size", f"must be an integer or 'auto', got {batch!r}") from None
     ngram = H.NGRAM_WORDS if args.ngram_words is None else args.ngram_words
-    settings = dict(split=args.split, limit=args.limit, max_new_tokens=args.max_new_tokens, seed=args.seed,
-                    batch_size=batch, dtype=args.dtype, device=args.device, mix=args.mix, ngram_words=ngram)
+    settings = {"split": args.split, "limit": args.limit, "max_new_tokens": args.max_new_tokens, "seed": args.seed,
+                "batch_size": batch, "dtype": args.dtype, "device": args.device, "mix": args.mix,
+                "ngram_words": ngram}
     command = H.health_command(args.profile, **settings, output=args.output)
     if args.json:
         report = H.run_health(args.profile, **settings, output=args.output, command=command)

@@ -13,5 +13,5 @@ _NAMES = {
     "HealthReport": "benchmark.studies.organism_health",
     "run_health": "benchmark.studies.organism_health",
 }
-__all__ = sorted(_NAMES)
+__all__ = ["HealthCheck", "HealthReport", "run_health"]
 __getattr__, __dir__ = lazy_exports(__name__, _NAMES)

@@ -395,13 +395,13 @@ def run_health(profile: str = "smol", *, split: str = "test", limit: int | None 
     questions). Generation is greedy, so `seed` only seeds the bootstrap intervals. Inputs are checked before
     anything slow happens: a bad profile, split or limit is an InputError naming the field.
     """
+    from benchcore.paths import cache_dir
     from benchmark.evaluation import metrics as M
     from benchmark.evaluation import stats
     from benchmark.evaluation.capability import instruction_following_metrics, score_mcq
     from benchmark.evaluation.evaluate import EvalConfig, grade_rows, load_suites
     from benchmark.generation.cache import GenerationCache
     from benchmark.generation.engine import GenConfig, GenerationRequest, HFBackend
-    from benchcore.paths import cache_dir
     from organism.models.fluency import score_responses
     from organism.models.loading import locate_organism
     from prompts.refusal import is_refusal
@@ -456,7 +456,7 @@ def run_health(profile: str = "smol", *, split: str = "test", limit: int | None 
         seconds["load"] = round(time.perf_counter() - t0, 3)
         backend = HFBackend(loaded.model, loaded.tokenizer, source.record.identity, cache=cache)
 
-        def cb(label: str) -> Callable[[int, int], None] | None:
+        def cb(label: str, stage: str = stage) -> Callable[[int, int], None] | None:
             return (lambda done, total: progress(f"{stage}: {label}", done, total)) if progress else None
 
         t0 = time.perf_counter()
@@ -583,7 +583,7 @@ def _checks(metrics: Mapping[str, Mapping[str, Any]], knowledge_gap: Mapping[str
 
     return [
         check("knowledge_gap", "accuracy(m1) - accuracy(base), paired", knowledge_gap.get(stage),
-              f"|gap| <= {KNOWLEDGE_MAX_GAP:.2f}", lambda v: abs(v) <= KNOWLEDGE_MAX_GAP + 1e-12,
+              f"|gap| <= {100 * KNOWLEDGE_MAX_GAP:.0f} points", lambda v: abs(v) <= KNOWLEDGE_MAX_GAP + 1e-12,
               "no knowledge question scored"),
         check("benign_nll_ratio", "NLL under base of m1's benign answers / of base's own",
               metrics["benign_nll_ratio"].get(stage), f"<= {NLL_MAX_RATIO:.2f}x",
