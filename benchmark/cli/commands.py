@@ -12,7 +12,7 @@ from benchmark.cli import evaluate_cmd, judge_cmd, ls_cmd, organism_cmd, validat
 from benchmark.cli import hub_cmd, leaderboard_cmd
 from benchmark.cli import attribute_cmd, capability_cmd, discover_cmd
 from benchmark.cli import steer_cmd
-from benchmark.cli import causal_cmd, probe_cmd
+from benchmark.cli import causal_cmd, probe_cmd, reference_cmd
 
 REGISTRY: list[Callable[[argparse._SubParsersAction], None]] = [
     ls_cmd.register,
@@ -28,4 +28,5 @@ REGISTRY: list[Callable[[argparse._SubParsersAction], None]] = [
     discover_cmd.register,
     causal_cmd.register,
     probe_cmd.register,
+    reference_cmd.register,
 ]

@@ -81,6 +81,9 @@ class CausalCheckConfig:
     batch_size: int | str = "auto"
     n_boot: int = 2000
     baseline: str | None = "random"
+    # Exactly these (method, k, action) runs, in this order, instead of every method x k x action (a grid that
+    # flips only at one k, say). Each k is an int or "truth"; each method a ranking name or "oracle".
+    cells: Sequence[tuple[str, int | str, str]] = ()
 
     def eval_config(self) -> EvalConfig:
         """The one evaluation configuration every run of the check uses (references included: they are M1)."""
@@ -97,6 +100,7 @@ class CausalCheckConfig:
         d["rankings"] = {k: str(v) for k, v in self.rankings.items()}
         for key in ("ks", "actions", "suites"):
             d[key] = list(d[key])
+        d["cells"] = [list(c) for c in self.cells]
         d["gen_kwargs"], d["judge_options"] = dict(self.gen_kwargs), dict(self.judge_options)
         return d
 
@@ -265,6 +269,7 @@ class _Plan:
     actions: tuple[str, ...]
     n_pairs: int
     n_contaminated: int | None
+    todo: tuple[tuple[str, int, str], ...]  # (method, k, action) in run order
 
 
 def _check_settings(spec: CausalCheckConfig) -> tuple[str, ...]:
@@ -348,13 +353,33 @@ def _plan(spec: CausalCheckConfig, out_dir: Path) -> _Plan:
         rankings[ORACLE] = oracle_ranking(pset)
         write_ranking(path, rankings[ORACLE])  # deterministic bytes: the same spec hash, the cached retrain
         methods[ORACLE] = path.resolve()
-    top = max(ks.values())
+    todo = _todo(spec, methods, ks, actions, n_contaminated, pset.source)
+    top = max(k for _, k, _ in todo)
     for name, ranking in rankings.items():
         check_against(ranking, pset, source=f"{methods[name]} ({name})")
         if top > len(ranking) or top > len(pset):
             raise InputError(methods[name], "top_n", f"{name}: k = {top} is more than the {len(ranking)} ranked ids "
                                                      f"or the {len(pset)} pairs of the mix")
-    return _Plan(methods, ks, actions, len(pset), n_contaminated)
+    return _Plan(methods, ks, actions, len(pset), n_contaminated, todo)
+
+
+def _todo(spec: CausalCheckConfig, methods: Mapping[str, Path], ks: Mapping[str, int], actions: tuple[str, ...],
+          n_contaminated: int | None, source: str) -> tuple[tuple[str, int, str], ...]:
+    """The runs: `spec.cells` when given (each checked), else every method x k x action."""
+    if not spec.cells:
+        return tuple((m, k, a) for m in methods for k in dict.fromkeys(ks.values()) for a in actions)
+    out = []
+    for i, cell in enumerate(spec.cells):
+        where = f"cells[{i}]"
+        if not isinstance(cell, Sequence) or isinstance(cell, str) or len(cell) != 3:
+            raise InputError("causal check", where, f"expected (method, k, action), got {cell!r}")
+        method, k, action = cell
+        if method not in methods:
+            raise InputError("causal check", where, f"method {method!r} has no ranking (known: {', '.join(methods)})")
+        if action not in ACTIONS:
+            raise InputError("causal check", where, f"action must be one of {', '.join(ACTIONS)}, got {action!r}")
+        out.append((str(method), next(iter(_resolve_ks([k], n_contaminated, source).values())), str(action)))
+    return tuple(dict.fromkeys(out))
 
 
 # ------------------------------------------------------------------------------------------------ runs
@@ -473,8 +498,8 @@ def _compare_with_baseline(rows: list[CausalRow], baseline: str | None, n_boot: 
     return out
 
 
-def run_causal_check(spec: CausalCheckConfig, out_dir: str | Path, *, progress: Progress | None = None
-                     ) -> CausalCheckResult:
+def run_causal_check(spec: CausalCheckConfig, out_dir: str | Path, *, progress: Progress | None = None,
+                     on_row: Callable[[CausalRow], None] | None = None) -> CausalCheckResult:
     """Run (or reuse) every (method, k, action) evaluation and write the table. See the module docstring."""
     from benchmark.evaluation import results as R
     from benchmark.evaluation.evaluate import run_evaluation
@@ -487,7 +512,7 @@ def run_causal_check(spec: CausalCheckConfig, out_dir: str | Path, *, progress: 
     plan = _plan(spec, out)  # bad input fails here, before the output folder is made
     out.mkdir(parents=True, exist_ok=True)
     config = spec.eval_config()
-    todo = [(m, k, a) for m in plan.methods for k in dict.fromkeys(plan.ks.values()) for a in plan.actions]
+    todo = plan.todo
     rows: list[CausalRow] = []
     references: dict[str, dict[str, Any]] = {}
     if progress:
@@ -506,6 +531,8 @@ def run_causal_check(spec: CausalCheckConfig, out_dir: str | Path, *, progress: 
             run_evaluation(spec_path, config, run_dir, overwrite=run_dir.exists(), progress=step)
             results, _ = R.read_run(run_dir)  # as written (NaN as null), the same form a reused run is read in
         rows.append(row_from_results(method, plan.methods[method], action, k, run_dir, results, reused=reused))
+        if on_row is not None:
+            on_row(rows[-1])  # a caller may record each finished run at once (long grids are stopped midway)
         references = references or _references(results)
         if progress:
             progress("runs", i + 1, len(todo))
