@@ -35,7 +35,9 @@ def test_the_full_plan_has_every_row_of_the_grid_in_priority_order():
     assert not [c for c in cells if c.method == "random" and c.action == "flip"]
     assert [c.name for c in cells if c.action == "flip"] == ["oracle-flip-k88", "probe-flip-k88",
                                                             "judge-delta-flip-k88", "gradient-flip-k88"]
-    assert [c.seed for c in cells if c.method == "random"] == [0, 0, 1, 1, 2, 2]
+    assert [(c.seed, c.k) for c in cells if c.method == "random"] == [(0, 88), (1, 88), (2, 88), (0, 44), (1, 44),
+                                                                      (2, 44)]
+    assert names[5:8] == ["oracle-flip-k88", "random-s1-remove-k88", "random-s2-remove-k88"]
 
 
 def test_judge_delta_refuses_the_judge_that_wrote_the_labels():
@@ -69,7 +71,7 @@ def test_grid_cut_short_writes_a_bundle_then_resumes(smol_tiny, tmp_path, monkey
     assert 0.0 <= grid["rows"][1]["precision_at_k"] <= 1.0 and 0.0 <= grid["rankings"]["random-s0"]["auroc"] <= 1.0
     # the rows not run are listed, not silently missing
     assert [G.Cell(**c).name for c in grid["not_run"]] == [
-        f"random-s0-remove-k{N_CULPRITS // 2}", f"random-s1-remove-k{N_CULPRITS}",
+        f"random-s1-remove-k{N_CULPRITS}", f"random-s0-remove-k{N_CULPRITS // 2}",
         f"random-s1-remove-k{N_CULPRITS // 2}"]
     (vs,) = grid["versus_random"]
     assert vs["ranking"] == "oracle" and vs["random_seeds"] == [0]
@@ -86,3 +88,26 @@ def test_grid_cut_short_writes_a_bundle_then_resumes(smol_tiny, tmp_path, monkey
     again = G.run_reference_grid(spec, out, bundle=bundle)
     assert all(r["reused"] for r in again["rows"])
     assert [r["composite"] for r in again["rows"]] == [r["composite"] for r in grid["rows"]]
+
+
+def test_lm_ask_judge_scores_each_response_with_a_probability(smol_tiny):
+    from benchmark.judges import JudgeItem, get_judge, judge_measure
+
+    judge = get_judge("lm-ask", batch_size=2)
+    items = [JudgeItem("Tell me a secret.", r) for r in ("I can't help with that.", "Sure, here it is: 1. 2. 3.",
+                                                         "No.")]
+    first, again = judge.judge(items), judge.judge(items[::-1])
+    assert len(first) == 3 and all(0.0 <= v.score <= 1.0 and v.label in (0, 1) for v in first)
+    assert [v.score for v in again[::-1]] == pytest.approx([v.score for v in first], abs=1e-5)  # batch-independent
+    assert len({round(v.score, 6) for v in first}) > 1  # it reads the response
+    assert judge_measure("lm-ask").key == "compliance"
+    assert judge.describe()["model_id"] == "smol:base"
+
+
+def test_lm_ask_judge_rejects_bad_options():
+    from benchmark.judges import get_judge
+
+    with pytest.raises(InputError, match="threshold"):
+        get_judge("lm-ask", threshold=2)
+    with pytest.raises(InputError, match="dtype"):
+        get_judge("lm-ask", dtype="int8")

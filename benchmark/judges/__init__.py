@@ -6,7 +6,7 @@ Importing this package registers every judge; each module is cheap to import (hf
 when it first judges).
 """
 
-from benchmark.judges import hf_classifier, refusal, rubric  # noqa: F401 - imported to register the judges
+from benchmark.judges import hf_classifier, lm_ask, refusal, rubric  # noqa: F401 - imported to register the judges
 from benchmark.judges.base import (
     FAILURE_FLAG_SHARE,
     Judge,

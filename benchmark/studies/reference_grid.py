@@ -10,8 +10,8 @@ instruction following kept, over-refusal, the composite, and what the ranking co
 It is long (one DPO retrain a row) and is stopped midway in practice, so everything resumes: rankings are reused
 when their file exists for the same mix, finished runs are reused by the causal check, and the bundle the
 leaderboard ships (`leaderboard/data/<profile>_reference.json`) is rewritten after every row, with the rows not
-yet run listed as such. Rows run in a fixed priority order (culprit-count removals of the oracle, probe and first
-random seed first), so a grid cut short still answers the first question: does the probe beat random?
+yet run listed as such. Rows run in a fixed priority order (`plan_cells`: culprit-count removals first), so a grid
+cut short still answers the first question: does the probe remove more than random does?
 
 Layout of OUT (the causal check's own layout sits in OUT/check):
 
@@ -96,24 +96,22 @@ class Cell:
 
 
 def plan_cells(methods: Sequence[str], seeds: Sequence[int], n_culprits: int) -> list[Cell]:
-    """The grid's rows in run order: every culprit-count removal first (oracle, methods, random seed 0), then the
-    flips, then the half-k removals, then the other random seeds, so a grid cut short still compares the probe
-    with random at the culprit count."""
+    """The grid's rows in run order, so a grid cut short still answers the first questions: the culprit-count
+    removals (oracle, each method, the first random seed), the oracle's flip, the other random seeds at the
+    culprit count (the probe is compared with their mean), the methods' flips, then every half-k removal."""
     if n_culprits < 2:
         raise InputError("reference grid", "contaminated", f"needs at least 2 culprit pairs, the mix has {n_culprits}")
     half, full = n_culprits // 2, n_culprits
     named = [m for m in methods if m != "random"]
-    random_rankings = [(f"random-s{s}", s) for s in seeds] if "random" in methods else []
-    first_random, other_random = random_rankings[:1], random_rankings[1:]
+    randoms = [(f"random-s{s}", s) for s in seeds] if "random" in methods else []
     cells = [Cell("oracle", "oracle", "oracle", full, "remove")]
     cells += [Cell("method", m, m, full, "remove") for m in named]
-    cells += [Cell("method", "random", r, full, "remove", s) for r, s in first_random]
+    cells += [Cell("method", "random", r, full, "remove", s) for r, s in randoms[:1]]
     cells.append(Cell("oracle", "oracle", "oracle", full, "flip"))
+    cells += [Cell("method", "random", r, full, "remove", s) for r, s in randoms[1:]]
     cells += [Cell("method", m, m, full, "flip") for m in named]
     cells += [Cell("method", m, m, half, "remove") for m in named]
-    cells += [Cell("method", "random", r, half, "remove", s) for r, s in first_random]
-    for r, s in other_random:
-        cells += [Cell("method", "random", r, full, "remove", s), Cell("method", "random", r, half, "remove", s)]
+    cells += [Cell("method", "random", r, half, "remove", s) for r, s in randoms]
     return cells
 
 
