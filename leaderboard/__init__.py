@@ -13,5 +13,5 @@ _NAMES = {
     "submit": "leaderboard.hub",
     "download_results": "leaderboard.hub",
 }
-__all__ = sorted(_NAMES)
+__all__ = ["build_leaderboard", "download_results", "load_run", "pull", "push_benchmark", "submit"]  # = sorted(_NAMES)
 __getattr__, __dir__ = lazy_exports(__name__, _NAMES)

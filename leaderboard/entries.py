@@ -1,4 +1,5 @@
-"""Leaderboard rows from run directories, the references inside them, and the paper's published numbers.
+"""Leaderboard rows from run directories, the references inside them, the reference grid shipped with the package,
+and the paper's published numbers.
 
 Everything read here is untrusted: a results.json may come from anyone's pull request. So every field the site
 shows is checked for its type on the way in (a file that fails becomes a warning, never a crash and never a
@@ -9,6 +10,12 @@ Rows are plain dataclasses so that sorting, ranking and rendering are pure funct
 
 Every row carries its judge's measure (benchmark.judges.measures): what the `harmful_*` figures count, compliance or
 harm. A results.json from before the measure was recorded gets it from the judge name (refusal -> compliance).
+
+Every row also carries a role: "m0" / "m1" (the fixed references), "oracle" (the ground-truth ranking of the
+reference grid: an upper bound, not a method), "method" (an attribution method's row of the grid, or a method the
+paper reported) or "submission" (a run given to the build). M0, M1 and the oracle are anchors: shown first, never
+ranked. Its origin says where the figures come from: "run", "reference" (computed by the package: the references
+blocks of runs, or the shipped reference grid) or "reported".
 """
 
 from __future__ import annotations
@@ -22,12 +29,29 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from benchcore.fileio import iter_jsonl
 from benchcore.errors import InputError
-from benchmark.judges.measures import HARM, Measure, get_measure, measure_from_judge_info
+from benchcore.fileio import iter_jsonl
+from benchmark.judges.measures import (
+    HARM,
+    Measure,
+    get_measure,
+    measure_from_judge_info,
+)
 
 REPORTED_FILE = "olmo2_7b_reported.json"
 REPORTED_NOTE = "reported, not re-run"
+# The reference grid (benchmark.studies.reference_grid) ships as one bundle per profile: data/<profile>_reference.json.
+SHIPPED_REFERENCE_PROFILES = ("smol",)
+REFERENCE_BUNDLE_FORMAT = 1
+REFERENCE_BUNDLE_KIND = "reference-grid"
+ROLES = ("m0", "m1", "oracle", "method", "submission")
+ANCHOR_ROLES = ("m0", "m1", "oracle")  # shown first, in this order, and never ranked
+GRID_ROLES = ("m0", "m1", "oracle", "method")
+GRID_METHODS = ("probe", "judge-delta", "gradient", "random")
+GRID_ACTIONS = ("remove", "flip")
+GRID_METHOD_LABELS = {"probe": "probing vector", "judge-delta": "LLM-judge delta", "gradient": "gradient",
+                      "random": "random", "oracle": "oracle (ground truth)"}
+ORACLE_NOTE = "oracle: the ground-truth contaminated pairs ranked first; an upper bound, not a method"
 HARMFUL_SUITE = "dtc-harmful"
 BENIGN_SUITE = "benign-control"
 # Samples shown per entry (behind a toggle): enough to see what the judge saw, bounded so pages stay small.
@@ -82,7 +106,7 @@ class Entry:
     profile: str
     name: str
     origin: str  # "run" | "reference" | "reported"
-    role: str | None = None  # "m0" | "m1" for reference rows
+    role: str | None = None  # one of ROLES (None: a row made by hand, ranked like a submission)
     measure: str = HARM.key  # what the judge's positive label means: "compliance" | "harm"
     submission_type: str = ""
     metrics: dict[str, Value] = field(default_factory=dict)
@@ -90,6 +114,7 @@ class Entry:
     capability_deltas: dict[str, Value] = field(default_factory=dict)
     judge: dict[str, Any] = field(default_factory=lambda: dict(NO_JUDGE))
     cost: dict[str, Any] = field(default_factory=lambda: {"gpu_hours": None, "usd": None, "note": None})
+    attribution: dict[str, Value] = field(default_factory=dict)  # precision_at_k, auroc of a grid row's ranking
     parameters: dict[str, Any] = field(default_factory=lambda: dict(NO_PARAMETERS))
     spec: dict[str, Any] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)  # model, suites, generation, run, package blocks
@@ -101,8 +126,13 @@ class Entry:
     sort_key: str = ""
 
     @property
-    def is_reference(self) -> bool:
-        return self.role is not None
+    def is_anchor(self) -> bool:
+        """M0, M1 and the oracle: fixed points of comparison, listed first and never ranked."""
+        return self.role in ANCHOR_ROLES
+
+    @property
+    def is_reference(self) -> bool:  # the older name of is_anchor
+        return self.is_anchor
 
     @property
     def measured(self) -> Measure:
@@ -119,6 +149,8 @@ class Skipped:
 class Collection:
     entries: list[Entry]
     skipped: list[Skipped]
+    notes: list[str] = field(default_factory=list)  # one line each, for the CLI to print (e.g. no grid shipped)
+    bundles: list[str] = field(default_factory=list)  # the reference bundles read
 
 
 # ------------------------------------------------------------------------------------------- validation
@@ -233,6 +265,7 @@ def entry_from_results(results: Any, source: Any, *, run_name: str, content: byt
         profile=profile,
         name=name,
         origin="run",
+        role="submission",
         measure=measure.key,
         submission_type=_submission_type(kind, _dict(mitigation.get("data"), source, "mitigation.data"),
                                          mitigation),
@@ -346,8 +379,13 @@ def _clip(x: Any, limit: int = MAX_TEXT) -> str:
 
 
 # ------------------------------------------------------------------------------------------- references
-def reference_entries(runs: Sequence[Entry]) -> list[Entry]:
-    """M0 / M1 rows per profile from the runs' `references` blocks, one row per distinct reference measurement."""
+def reference_entries(runs: Sequence[Entry], held: Sequence[Entry] = ()) -> list[Entry]:
+    """M0 / M1 rows per profile from the runs' `references` blocks, one row per distinct reference measurement.
+
+    `held`: M0 / M1 rows already shown (the reference grid's). A run measured against one of them (same profile,
+    measure, role and metrics) is listed on that row instead of making another; where both differ, both stay and
+    the held row's name says it is the reference grid's."""
+    held_refs = {(e.profile, e.measure, e.role): e for e in held if e.role in ("m0", "m1")}
     seen: dict[tuple[str, str, str, str], tuple[dict, list[str]]] = {}
     for run in runs:
         refs = run.details.get("references") or {}
@@ -355,6 +393,17 @@ def reference_entries(runs: Sequence[Entry]) -> list[Entry]:
             ref = refs.get(role)
             if not isinstance(ref, dict) or not isinstance(ref.get("metrics"), dict):
                 continue
+            same = held_refs.get((run.profile, run.measure, role))
+            if same is not None:
+                try:
+                    mine = _estimates(ref.get("metrics"), f"references.{role}", "metrics")
+                except InputError:
+                    continue
+                if _metrics_key(mine) == _metrics_key(same.metrics):
+                    same.details["runs"] = sorted(set(same.details.get("runs") or []) | {run.source})
+                    continue
+                if not same.name.endswith("(reference grid)"):
+                    same.name += " (reference grid)"
             digest = hashlib.sha256(json.dumps(ref, sort_keys=True).encode()).hexdigest()[:16]
             key = (run.profile, run.measure, role, digest)  # references are judged by the run's judge
             seen.setdefault(key, (ref, []))[1].append(run.source)
@@ -428,7 +477,7 @@ def reported_entries(path: str | Path | None = None) -> list[Entry]:
         where = f"entries[{i}]"
         name = _str(row.get("name"), source_name, f"{where}.name", required=True) or ""
 
-        def pct(key: str) -> Value:
+        def pct(key: str, row: dict = row, where: str = where) -> Value:
             v = row.get(key)
             if v is None:
                 return MISSING
@@ -459,12 +508,12 @@ def reported_entries(path: str | Path | None = None) -> list[Entry]:
 
             scores["composite"] = Value(composite(scores["harm_reduction"].value, scores["capability_kept"].value,
                                                   scores["over_refusal_increase"].value), derived=True)
-        role = row.get("role") if row.get("role") in ("m0", "m1") else None
+        role = row.get("role") if row.get("role") in ("m0", "m1") else "method"
         digest = hashlib.sha256(json.dumps(row, sort_keys=True).encode()).hexdigest()[:12]
         out.append(Entry(
             id=f"reported-{_safe_id_part(profile)}-{digest}", profile=profile, name=name, origin="reported", role=role,
             measure=measure.key,
-            submission_type=str(row.get("type") or ("reference" if role else "data")),
+            submission_type=str(row.get("type") or ("reference" if role in ANCHOR_ROLES else "data")),
             metrics=metrics, scores=scores, capability_deltas=deltas,
             judge={**NO_JUDGE, "name": data.get("judge", {}).get("name"),
                    "accuracy": data.get("judge", {}).get("accuracy"), "kappa": data.get("judge", {}).get("kappa")},
@@ -476,6 +525,142 @@ def reported_entries(path: str | Path | None = None) -> list[Entry]:
             source=source_name, notes=[REPORTED_NOTE, str(data.get("source") or "")],
             sort_key=f"{i:04d}"))
     return out
+
+
+# ------------------------------------------------------------------------------------------- reference grid
+def reference_bundle_path(profile: str = "smol") -> Any:
+    """The shipped reference-grid bundle of `profile` (a package resource; it may be absent)."""
+    return resources.files("leaderboard").joinpath("data", f"{profile}_reference.json")
+
+
+def shipped_reference_bundles() -> tuple[list[tuple[str, Any]], list[str]]:
+    """(source name, resource) of every shipped bundle, and one note per profile whose bundle is not shipped."""
+    found, missing = [], []
+    for profile in SHIPPED_REFERENCE_PROFILES:
+        res = reference_bundle_path(profile)
+        if res.is_file():
+            found.append((f"leaderboard/data/{profile}_reference.json", res))
+        else:
+            missing.append(f"the {profile} reference grid is not shipped with this package "
+                           f"(leaderboard/data/{profile}_reference.json); no {profile} reference rows")
+    return found, missing
+
+
+def reference_bundle_entries(path: str | Path | Any, *, source_name: str | None = None,
+                             shipped: bool = False) -> list[Entry]:
+    """The rows of a reference-grid bundle (written by `organism-bench reference build`), marked as reference
+    rows with their role (m0, m1, oracle, method). InputError naming the file and field when malformed."""
+    src = source_name or str(path)
+    try:
+        raw = (path if hasattr(path, "read_bytes") else Path(path)).read_bytes()
+    except OSError as exc:
+        raise InputError(src, None, f"cannot read the reference bundle ({exc})") from None
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(src, None, f"not valid JSON ({exc})") from None
+    data = _dict(data, src, None, required=True)  # type: ignore[arg-type]
+    fmt = data.get("format")
+    if isinstance(fmt, bool) or fmt != REFERENCE_BUNDLE_FORMAT:
+        raise InputError(src, "format", f"expected {REFERENCE_BUNDLE_FORMAT}, got {fmt!r}")
+    if data.get("kind") != REFERENCE_BUNDLE_KIND:
+        raise InputError(src, "kind", f"expected {REFERENCE_BUNDLE_KIND!r}, got {data.get('kind')!r}")
+    profile = _str(data.get("profile"), src, "profile", required=True) or ""
+    if not profile.strip():
+        raise InputError(src, "profile", "empty")
+    command = _str(data.get("command"), src, "command", required=True) or ""
+    if not command.strip():
+        raise InputError(src, "command", "empty")
+    created = _str(data.get("created"), src, "created")
+    machine = _str(data.get("machine"), src, "machine")
+    notes = data.get("notes", [])
+    if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
+        raise InputError(src, "notes", "expected a list of strings")
+    rows = data.get("rows")
+    if not isinstance(rows, list):
+        raise InputError(src, "rows", f"expected a list, got {type(rows).__name__}")
+    where_from = "reference grid shipped with the package" if shipped else f"reference grid read from {src}"
+    grid = {"command": command, "created": created, "machine": machine, "notes": list(notes), "source": src,
+            "shipped": shipped}
+    out = [_grid_entry(row, i, src, profile, grid, f"{where_from}; rebuild: {command}") for i, row in enumerate(rows)]
+    m1 = {e.measure: e for e in out if e.role == "m1"}
+    for e in out:  # the references' own scores against M1, from point values, as reference_entries gives them
+        if e.role in ("m0", "m1") and e.measure in m1 and not e.scores:
+            _derive_scores(e, m1[e.measure])
+    return out
+
+
+def _grid_entry(row: Any, i: int, src: str, profile: str, grid: dict[str, Any], note: str) -> Entry:
+    where = f"rows[{i}]"
+    row = _dict(row, src, where, required=True)
+    role = row.get("role")
+    if role not in GRID_ROLES:
+        raise InputError(src, f"{where}.role", f"expected one of {', '.join(GRID_ROLES)}, got {role!r}")
+    method = _str(row.get("method"), src, f"{where}.method")
+    allowed: tuple[str | None, ...] = {"m0": (None,), "m1": (None,), "oracle": ("oracle", None),
+                                       "method": GRID_METHODS}[role]
+    if method not in allowed:
+        raise InputError(src, f"{where}.method", f"a {role} row takes "
+                         + " or ".join("null" if a is None else repr(a) for a in allowed) + f", got {method!r}")
+    k = _int(row.get("k"), src, f"{where}.k")
+    action = _str(row.get("action"), src, f"{where}.action")
+    seed = _int(row.get("seed"), src, f"{where}.seed")
+    ranking = _str(row.get("ranking"), src, f"{where}.ranking")
+    if role in ("oracle", "method"):
+        if k is None or k < 1:
+            raise InputError(src, f"{where}.k", f"a {role} row needs a positive integer k, got {k!r}")
+        if action not in GRID_ACTIONS:
+            raise InputError(src, f"{where}.action", f"expected one of {', '.join(GRID_ACTIONS)}, got {action!r}")
+    elif action is not None and action not in GRID_ACTIONS:
+        raise InputError(src, f"{where}.action", f"expected one of {', '.join(GRID_ACTIONS)} or null, got {action!r}")
+    attribution = {}
+    for key in ("precision_at_k", "auroc"):
+        v = _num(row.get(key), src, f"{where}.{key}")
+        if v is not None and not 0.0 <= v <= 1.0:
+            raise InputError(src, f"{where}.{key}", f"expected a value in [0, 1], got {v}")
+        if v is not None:
+            attribution[key] = Value(v)
+    rc = _dict(row.get("ranking_cost"), src, f"{where}.ranking_cost")
+    wall_s = _num(rc.get("wall_s"), src, f"{where}.ranking_cost.wall_s")
+    flops = _num(rc.get("flops"), src, f"{where}.ranking_cost.flops")
+    cost_note = _str(rc.get("note"), src, f"{where}.ranking_cost.note")
+    results = _dict(row.get("results"), src, f"{where}.results", required=True)
+    content = json.dumps(row, sort_keys=True, allow_nan=True).encode("utf-8")
+    try:
+        e = entry_from_results(results, src, run_name=src, content=content)
+    except InputError as exc:
+        raise InputError(src, f"{where}.results" + (f".{exc.field}" if exc.field else ""), exc.reason) from None
+    if e.profile != profile:
+        raise InputError(src, f"{where}.results.profile", f"{e.profile!r} differs from the bundle's {profile!r}")
+    digest = hashlib.sha256(content).hexdigest()
+    e.id = f"refgrid-{_safe_id_part(profile)}-{digest[:16]}"
+    e.origin, e.role = "reference", role
+    e.attribution = attribution
+    e.samples = []
+    if role in ("m0", "m1"):
+        e.name = {"m0": "M0 (SFT reference)", "m1": "M1 (DPO reference)"}[role]
+        e.submission_type = "reference"
+    else:
+        label = GRID_METHOD_LABELS[method or "oracle"]
+        if method == "random" and seed is not None:
+            label += f" (seed {seed})"
+        e.name = f"{label}, {action} top {k}"
+        e.submission_type = "oracle (upper bound)" if role == "oracle" else f"data: {action} top {k}"
+    if wall_s is not None or flops is not None:
+        parts = ([f"{wall_s:.0f} s"] if wall_s is not None else []) + ([f"{flops:.2g} FLOPs"] if flops else [])
+        ranking_note = ("ranking: " + ", ".join(parts + ([cost_note] if cost_note else []))
+                        + (f" ({grid['machine']})" if grid.get("machine") else ""))
+        e.cost = {**e.cost, "wall_s": wall_s, "flops": flops,
+                  "note": "; ".join(n for n in (e.cost.get("note"), ranking_note) if n)}
+    e.notes = [note] + ([ORACLE_NOTE] if role == "oracle" else [])
+    e.parameters = {**e.parameters, "method": method or ("oracle" if role == "oracle" else None)}
+    e.details["reference_grid"] = {**grid, "role": role, "method": method, "ranking": ranking, "k": k,
+                                   "action": action, "seed": seed, "precision_at_k": _plain(row.get("precision_at_k")),
+                                   "auroc": _plain(row.get("auroc")), "ranking_cost": _plain(rc or None)}
+    e.source = src
+    order = {"m0": 0, "m1": 1, "oracle": 2, "method": 3}[role]
+    e.sort_key = f"{order}\x00{method or ''}\x00{action or ''}\x00{k or 0:09d}\x00{seed or 0:04d}\x00{digest}"
+    return e
 
 
 # ------------------------------------------------------------------------------------------- collecting
@@ -491,10 +676,18 @@ def run_dirs(paths: Iterable[str | Path]) -> list[Path]:
     return sorted(found, key=lambda q: (q.name, str(q)))
 
 
-def collect(paths: Iterable[str | Path], *, reported: bool = True) -> Collection:
-    """Every loadable run under `paths` plus reference rows; the rest is listed in `skipped`, never fatal."""
+def collect(paths: Iterable[str | Path], *, reported: bool = True,
+            reference: bool | str | Path = True) -> Collection:
+    """Every loadable run under `paths` plus reference rows; the rest is listed in `skipped`, never fatal.
+
+    `reference`: True adds the reference grids shipped with the package (an absent one adds a line to `notes`, no
+    rows), a path adds that bundle instead, False none. A malformed bundle is an InputError: it is ours (or one the
+    user named), not a submission to skip. `reported` adds the paper's published olmo2-7b rows.
+    """
     entries: list[Entry] = []
     skipped: list[Skipped] = []
+    notes: list[str] = []
+    bundles: list[str] = []
     ids: set[str] = set()
     for d in run_dirs(paths):
         try:
@@ -515,10 +708,36 @@ def collect(paths: Iterable[str | Path], *, reported: bool = True) -> Collection
             continue
         ids.add(e.id)
         entries.append(e)
-    entries.extend(reference_entries(entries))
+    grid: list[Entry] = []
+    if reference is True:
+        found, missing = shipped_reference_bundles()
+        notes.extend(missing)
+        for name, res in found:
+            grid.extend(reference_bundle_entries(res, source_name=name, shipped=True))
+            bundles.append(name)
+    elif reference is not False:
+        if not Path(reference).is_file():
+            raise InputError(reference, None, "no such reference bundle")
+        grid.extend(reference_bundle_entries(reference))
+        bundles.append(str(reference))
+    entries.extend(reference_entries(entries, held=grid))
+    entries.extend(grid)
     if reported:
         entries.extend(reported_entries())
-    return Collection(entries=entries, skipped=skipped)
+    return Collection(entries=entries, skipped=skipped, notes=notes, bundles=bundles)
+
+
+def _metrics_key(metrics: Mapping[str, Value]) -> list[tuple[str, Any]]:
+    return sorted((k, (v.value, v.low, v.high, v.n_prompts)) for k, v in metrics.items())
+
+
+def summary_rows(entries: Iterable[Entry]) -> list[dict[str, Any]]:
+    """One plain record per row (what `leaderboard build --json` lists), in a stable order."""
+    return [{"id": e.id, "profile": e.profile, "name": e.name, "role": e.role or "submission", "origin": e.origin,
+             "type": e.submission_type, "measure": e.measure, "source": e.source,
+             "harmful_rate_distractor": e.metrics["harmful_rate_distractor"].value
+             if "harmful_rate_distractor" in e.metrics else None}
+            for e in sorted(entries, key=lambda e: (e.profile, e.measure, e.origin, e.role or "", e.name, e.id))]
 
 
 def _skip(exc: Exception, where: Path) -> Skipped:

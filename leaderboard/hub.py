@@ -2,11 +2,15 @@
 
 - `push_benchmark`: ONE dataset repo in the Hub layout (README.md card with YAML `configs`,
   data/<config>/<split>-00000-of-00001.parquet): the prompt suites (prompts.hub.export_suites, whose suites.json
-  lets a loader re-check content hashes), the smol preference mix when it has been built, and the hand-labelled
-  judge calibration set. One commit, so one revision pins everything.
+  lets a loader re-check content hashes), the smol preference mix when it has been built, the hand-labelled
+  judge calibration set, and the smol organism folder as it is (organism/smol/: adapters in safetensors, mix,
+  manifest, probe files) with organism/smol/organism-files.json listing every file's sha256 and size. One
+  commit, so one revision pins everything.
 - `pull` (from `prompts.remote`, so grading can read a pulled benchmark without importing this layer):
   snapshot_download of a pinned revision into organism-bench's cache; afterwards `benchmark_folder` finds it with
   no network (HF_HUB_OFFLINE=1 works), and `prompts.suites.load_suite(..., source=folder)` reads it.
+- `pull_organism`: after `pull`, checks the revision's organism files against its file list (and the adapters
+  against the build manifest) and installs a verified copy, atomically, where `smol_organism_dir` finds it.
 - `submit`: a pull request on a results dataset adding results/<profile>/<run>/{results.json,summary.json}.
 - `download_results`: a results dataset snapshot for `leaderboard build --from-hub`.
 
@@ -16,7 +20,10 @@ The token comes only from the HF_TOKEN environment variable (never a config file
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import re
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -25,8 +32,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from benchcore.fileio import iter_jsonl
 from benchcore.errors import InputError
+from benchcore.fileio import iter_jsonl
 from prompts.remote import (  # noqa: F401 - the pull side is re-exported: one module for every Hub verb
     _SAFE_PART, TOKEN_ENV, PullResult, _auth, _check_repo_id, _short, _snapshot, benchmark_folder, hub_cache, pull,
     pulled, token,
@@ -34,6 +41,10 @@ from prompts.remote import (  # noqa: F401 - the pull side is re-exported: one m
 
 PREFERENCE_CONFIG = "preference-mix"
 CALIBRATION_CONFIG = "judge-calibration"
+ORGANISM_PATH = "organism/smol"  # where the smol organism folder sits in the benchmark dataset
+ORGANISM_FILE_LIST = "organism-files.json"  # inside it: every other file's sha256 and size, written at push time
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")  # weights travel as safetensors only
+_SAFE_REL = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*)*$")
 
 
 @dataclass(frozen=True)
@@ -53,11 +64,21 @@ class SubmitResult:
     paths: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class OrganismPull:
+    path: Path  # the installed, verified organism folder
+    files: int
+    bytes: int
+    file_list_sha256: str
+    shadowed_by: Path | None  # the folder the smol profile reads instead (the package's own, or the env var's)
+
+
 @dataclass
 class Folder:
     path: Path
     configs: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    organism_files: list[str] = field(default_factory=list)
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -109,8 +130,110 @@ def _calibration_parquet(files: Sequence[Path], out: Path) -> int:
     return len(rows)
 
 
+# ------------------------------------------------------------------------------------------------ the organism
+def default_organism() -> Path | None:
+    """The smol organism folder the profile reads (package, $ORGANISM_BENCH_SMOL_DIR or pulled), if it is built."""
+    from organism.models.profiles import smol_organism_dir
+
+    folder = smol_organism_dir()
+    return folder if (folder / "manifest.json").is_file() else None
+
+
+def organism_files(folder: str | Path) -> list[str]:
+    """The files of an organism folder that are published, as sorted relative paths.
+
+    Everything but hidden entries (temp folders of atomic writes), __pycache__, and the two files the Hub round
+    trip itself writes (the file list and a pulled copy's marker); a pickled weights file is refused.
+    """
+    from organism.models.profiles import PULLED_MARKER
+
+    root = Path(folder)
+    out: list[str] = []
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if any(part.startswith(".") or part == "__pycache__" for part in rel.split("/")) or not path.is_file():
+            continue
+        if rel in (ORGANISM_FILE_LIST, PULLED_MARKER):
+            continue
+        if path.suffix.lower() in _PICKLE_SUFFIXES:
+            raise InputError(path, None, "pickled weights are not published; save them as safetensors")
+        if not _SAFE_REL.match(rel):
+            raise InputError(path, None, "this file name cannot be a path in the dataset "
+                             "(letters, digits, '.', '_' and '-' only)")
+        out.append(rel)
+    return out
+
+
+def _sha256_copy(src: Path, dest: Path) -> tuple[str, int]:
+    """Copy src to dest and return the sha256 and size of the bytes written (the copy is what gets used)."""
+    digest = hashlib.sha256()
+    size = 0
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with open(src, "rb") as fin, open(dest, "wb") as fout:
+        for chunk in iter(lambda: fin.read(1 << 20), b""):
+            digest.update(chunk)
+            size += len(chunk)
+            fout.write(chunk)
+    return digest.hexdigest(), size
+
+
+def _check_manifest_adapters(folder: Path, where: str) -> None:
+    """The build manifest's adapter hashes must match the weights beside it (a mixed-up folder is refused)."""
+    from benchcore.fileio import sha256_file
+
+    path = folder / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        adapters = manifest.get("adapters") or {}
+        if not isinstance(adapters, dict):
+            raise TypeError("adapters is not a mapping")
+    except (OSError, ValueError, TypeError, AttributeError) as exc:
+        raise InputError(f"{where}/manifest.json", None, f"not a build manifest ({_short(exc)})") from None
+    for stage, info in sorted(adapters.items()):
+        want = info.get("safetensors_sha256") if isinstance(info, dict) else None
+        weights = folder / str(stage) / "adapter_model.safetensors"
+        if not want:
+            continue
+        if not weights.is_file():
+            raise InputError(f"{where}/{stage}/adapter_model.safetensors", None,
+                             "missing, but manifest.json lists this adapter")
+        if sha256_file(weights) != want:
+            raise InputError(f"{where}/{stage}/adapter_model.safetensors", None,
+                             f"sha256 does not match manifest.json adapters.{stage}.safetensors_sha256")
+
+
+def _copy_organism(source: Path, target: Path) -> dict[str, Any]:
+    """Copy the organism into target/ORGANISM_PATH and write its file list; returns the suites.json entry."""
+    if not (source / "manifest.json").is_file():
+        raise InputError(source, None, "not a smol organism folder (no manifest.json)")
+    _check_manifest_adapters(source, str(source))
+    files = organism_files(source)
+    dest = target / ORGANISM_PATH
+    listing: dict[str, dict[str, Any]] = {}
+    for rel in files:
+        sha, size = _sha256_copy(source / rel, dest / rel)
+        listing[rel] = {"sha256": sha, "bytes": size}
+    text = json.dumps({"format": 1, "organism": "smol", "files": listing}, indent=2, sort_keys=True) + "\n"
+    (dest / ORGANISM_FILE_LIST).write_text(text, encoding="utf-8")
+    return {"path": ORGANISM_PATH, "file_list": f"{ORGANISM_PATH}/{ORGANISM_FILE_LIST}",
+            "file_list_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(), "files": len(listing),
+            "bytes": sum(v["bytes"] for v in listing.values())}
+
+
+def _organism_card(entry: dict[str, Any], folder: Path) -> list[str]:
+    listing = json.loads((folder / entry["file_list"]).read_text(encoding="utf-8"))["files"]
+    lines = [f"## The smol organism (`{ORGANISM_PATH}/`)", "",
+             "The embedded organism as organism-bench ships it: the M0 and M1 LoRA adapters on SmolLM2-135M-Instruct",
+             "(safetensors), the preference mix with its ground-truth `contaminated` column, the build manifest and,",
+             f"when computed, the probe targets and ranking. `{ORGANISM_FILE_LIST}` holds every file's sha256 and",
+             "size: `organism-bench pull` checks them before it installs the organism for offline use.", "",
+             "| file | bytes | sha256 |", "|---|---|---|"]
+    lines += [f"| `{rel}` | {v['bytes']} | `{v['sha256']}` |" for rel, v in sorted(listing.items())]
+    return [*lines, ""]
+
+
 def _card(suite_configs: list[dict[str, Any]], extra: list[dict[str, Any]], suites_readme: str,
-          notes: Sequence[str]) -> str:
+          notes: Sequence[str], organism: Sequence[str] = ()) -> str:
     import yaml
 
     front = yaml.safe_load(suites_readme.split("---", 2)[1])
@@ -122,22 +245,27 @@ def _card(suite_configs: list[dict[str, Any]], extra: list[dict[str, Any]], suit
              "Everything organism-bench needs offline, at one revision: the prompt suites (one config each, with",
              "suites.json holding their versions and content hashes, checked on load), the hand-labelled judge",
              f"calibration set (`{CALIBRATION_CONFIG}`) and, when built, the smol organism's contaminated preference",
-             f"mix (`{PREFERENCE_CONFIG}`, pairs keyed by `id`).", "",
+             f"mix (`{PREFERENCE_CONFIG}`, pairs keyed by `id`), and the smol organism itself (`{ORGANISM_PATH}/`).",
+             "",
              "Pull a pinned revision with `organism-bench pull --repo ID --revision SHA`; after that everything loads",
              "with HF_HUB_OFFLINE=1.", ""]
     for n in notes:
         lines.append(f"> {n}")
     if notes:
         lines.append("")
+    lines += list(organism)
     lines.append(body.replace("# organism-bench prompt suites", "## Prompt suites", 1))
     return "\n".join(lines).rstrip() + "\n"
 
 
 def build_benchmark_folder(folder: str | Path, *, preference_mix: str | Path | None | bool = None,
-                           suites: Sequence[str] | None = None) -> Folder:
+                           suites: Sequence[str] | None = None,
+                           organism: str | Path | None | bool = None) -> Folder:
     """Write the dataset folder that `push_benchmark` uploads (usable as is with `load_suite(source=folder)`).
 
     `preference_mix`: a path, None to look where the package keeps the smol mix, False to leave it out.
+    `organism`: a smol organism folder (m0/, m1/, manifest.json, ...), None for the one the smol profile reads
+    (`organism.models.profiles.smol_organism_dir`), False to leave it out.
     """
     from prompts.export import export_suites
     from prompts.hub import MANIFEST
@@ -190,14 +318,28 @@ def build_benchmark_folder(folder: str | Path, *, preference_mix: str | Path | N
         manifest["judge_calibration"] = {"files": [f.name for f in cal], "rows": n_rows}
     else:
         result.notes.append("no judge calibration files found in prompts/data; left out")
+
+    source = default_organism() if organism is None else (None if organism is False else Path(organism))
+    card_organism: list[str] = []
+    if source is None:
+        if organism is None:
+            result.notes.append("smol organism not found (no manifest.json where the smol profile reads it); "
+                                "left out of this revision")
+    else:
+        entry = _copy_organism(source, target)
+        manifest["organism"] = {"smol": entry}
+        result.organism_files = [f"{ORGANISM_PATH}/{r}" for r in organism_files(target / ORGANISM_PATH)]
+        result.organism_files.append(entry["file_list"])
+        card_organism = _organism_card(entry, target)
     (target / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    (target / "README.md").write_text(_card(suite_configs, extra, suites_readme, result.notes), encoding="utf-8")
+    (target / "README.md").write_text(_card(suite_configs, extra, suites_readme, result.notes, card_organism),
+                                      encoding="utf-8")
     return result
 
 
 # ------------------------------------------------------------------------------------------------ push
 def push_benchmark(repo: str, *, revision: str | None = None, private: bool = False, endpoint: str | None = None,
-                   preference_mix: str | Path | None | bool = None,
+                   preference_mix: str | Path | None | bool = None, organism: str | Path | None | bool = None,
                    commit_message: str = "organism-bench benchmark dataset") -> PushResult:
     """Build the folder and upload it as one commit; the returned commit is the revision to pin.
 
@@ -211,7 +353,7 @@ def push_benchmark(repo: str, *, revision: str | None = None, private: bool = Fa
     _check_repo_id(repo)
     api = _api(endpoint)
     with tempfile.TemporaryDirectory(prefix="organism-bench-push-") as tmp:
-        folder = build_benchmark_folder(Path(tmp) / "dataset", preference_mix=preference_mix)
+        folder = build_benchmark_folder(Path(tmp) / "dataset", preference_mix=preference_mix, organism=organism)
         files = sorted(p.relative_to(folder.path).as_posix() for p in folder.path.rglob("*") if p.is_file())
         try:
             api.create_repo(repo, repo_type="dataset", private=private, exist_ok=True)
@@ -229,6 +371,140 @@ def push_benchmark(repo: str, *, revision: str | None = None, private: bool = Fa
             raise InputError(repo, "repo", f"push failed ({_short(exc)})") from None
     return PushResult(repo=repo, revision=revision or "main", commit=info.oid, files=tuple(files),
                       notes=tuple(folder.notes))
+
+
+# ------------------------------------------------------------------------------------------------ pull the organism
+def _read_file_list(snapshot: Path, entry: Any, where: str) -> dict[str, dict[str, Any]]:
+    """The published file list, checked against the hash suites.json gives for it; {rel: {sha256, bytes}}."""
+    from prompts.hub import MANIFEST as MANIFEST_NAME
+
+    if not isinstance(entry, dict) or not isinstance(entry.get("file_list_sha256"), str):
+        raise InputError(f"{where}:{MANIFEST_NAME}", "organism.smol", "malformed entry")
+    rel_list = f"{ORGANISM_PATH}/{ORGANISM_FILE_LIST}"
+    path = snapshot / rel_list
+    if not path.is_file():
+        raise InputError(f"{where}:{rel_list}", None, "missing from the download (a partial pull?); nothing installed")
+    raw = path.read_bytes()
+    if hashlib.sha256(raw).hexdigest() != entry["file_list_sha256"]:
+        raise InputError(f"{where}:{rel_list}", None, f"sha256 does not match the one {MANIFEST_NAME} gives for it "
+                         "(corrupted or tampered); nothing installed")
+    try:
+        files = json.loads(raw)["files"]
+        listing = {str(rel): {"sha256": str(v["sha256"]), "bytes": int(v["bytes"])} for rel, v in files.items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise InputError(f"{where}:{rel_list}", None, f"not a file list ({_short(exc)})") from None
+    for rel in listing:
+        if not _SAFE_REL.match(rel) or rel == ORGANISM_FILE_LIST or Path(rel).suffix.lower() in _PICKLE_SUFFIXES:
+            raise InputError(f"{where}:{rel_list}", rel, "not a file organism-bench publishes; nothing installed")
+    if "manifest.json" not in listing:
+        raise InputError(f"{where}:{rel_list}", None, "lists no manifest.json; nothing installed")
+    return listing
+
+
+def _forget(path: Path) -> None:
+    """Drop a file that failed its check from the Hub cache (the snapshot's link and the blob it points at), so
+    that pulling again downloads it afresh rather than re-reading the bad copy."""
+    try:
+        if path.is_symlink():
+            blob = path.resolve()
+            path.unlink()
+            blob.unlink(missing_ok=True)
+        elif path.is_file():
+            path.unlink()
+    except OSError:
+        pass
+
+
+def _swap_in(tmp: Path, dest: Path) -> None:
+    """Put the complete folder tmp at dest; an older pulled copy is replaced only once the new one is whole."""
+    if not dest.exists():
+        os.rename(tmp, dest)
+        return
+    old = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.old-"))
+    os.rmdir(old)
+    os.rename(dest, old)
+    try:
+        os.rename(tmp, dest)
+    except OSError:
+        os.rename(old, dest)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def pull_organism(pulled_benchmark: PullResult, dest: str | Path | None = None) -> OrganismPull | None:
+    """Check a pulled revision's smol organism and install it at `dest` (default: `pulled_smol_dir()`).
+
+    Every file in organism-files.json must be in the download with its size and sha256 (computed on the copy
+    that is installed), no other file may sit beside them, pickled weights are refused, and the manifest's
+    adapter hashes must match the weights. The copy is assembled in a temp folder next to `dest` and renamed into
+    place, so a failed check leaves `dest` as it was. Returns None when the revision carries no organism.
+    """
+    from organism.models import profiles
+    from prompts.hub import MANIFEST as MANIFEST_NAME
+
+    snapshot = Path(pulled_benchmark.path)
+    where = f"{pulled_benchmark.repo}@{pulled_benchmark.commit}"
+    try:
+        entry = json.loads((snapshot / MANIFEST_NAME).read_text(encoding="utf-8")).get("organism", {}).get("smol")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise InputError(f"{where}:{MANIFEST_NAME}", None, f"unreadable ({_short(exc)})") from None
+    root = snapshot / ORGANISM_PATH
+    if entry is None:
+        if root.exists():
+            raise InputError(f"{where}:{ORGANISM_PATH}", None, f"present but not listed in {MANIFEST_NAME}; "
+                             "nothing installed")
+        return None
+    listing = _read_file_list(snapshot, entry, where)
+    present = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()} if root.is_dir() else set()
+    extra = sorted(present - set(listing) - {ORGANISM_FILE_LIST})
+    if extra:
+        raise InputError(f"{where}:{ORGANISM_PATH}/{extra[0]}", None,
+                         f"not in {ORGANISM_FILE_LIST}; nothing installed")
+
+    marker = profiles.PULLED_MARKER
+    target = Path(dest).expanduser() if dest is not None else profiles.pulled_smol_dir()
+    if target.exists() and not (target.is_dir() and (not any(target.iterdir()) or (target / marker).is_file())):
+        raise InputError(target, None, "exists and is not an organism folder `organism-bench pull` wrote; "
+                         "choose another --organism-dir")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.pull-"))
+    try:
+        for rel, want in sorted(listing.items()):
+            src = root / rel
+            if not src.is_file():
+                raise InputError(f"{where}:{ORGANISM_PATH}/{rel}", None,
+                                 "missing from the download (a partial pull?); nothing installed")
+            sha, size = _sha256_copy(src, tmp / rel)
+            if (sha, size) != (want["sha256"], want["bytes"]):
+                _forget(src)
+                raise InputError(f"{where}:{ORGANISM_PATH}/{rel}", None,
+                                 f"sha256 {sha[:12]}... ({size} bytes) does not match {ORGANISM_FILE_LIST} "
+                                 f"({want['sha256'][:12]}..., {want['bytes']} bytes): corrupted or tampered; "
+                                 "nothing installed, pull again")
+        _check_manifest_adapters(tmp, f"{where}:{ORGANISM_PATH}")
+        shutil.copyfile(root / ORGANISM_FILE_LIST, tmp / ORGANISM_FILE_LIST)
+        record = {"repo": pulled_benchmark.repo, "revision": pulled_benchmark.revision,
+                  "commit": pulled_benchmark.commit, "path": ORGANISM_PATH,
+                  "file_list_sha256": entry["file_list_sha256"], "files": len(listing)}
+        (tmp / marker).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        _swap_in(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    try:
+        reads = profiles.smol_organism_dir()
+    except InputError:  # an unusable $ORGANISM_BENCH_SMOL_DIR is reported where it is read, not here
+        reads = target
+    shadowed = None if _same(reads, target) else reads
+    return OrganismPull(path=target, files=len(listing), bytes=sum(v["bytes"] for v in listing.values()),
+                        file_list_sha256=entry["file_list_sha256"], shadowed_by=shadowed)
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
 
 
 # ------------------------------------------------------------------------------------------------ results

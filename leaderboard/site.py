@@ -11,6 +11,8 @@ Why these rules:
 - One table per profile and judge measure: rates of compliance (refusal judge) and rates of harm (content judges)
   answer different questions, so they are never ranked against each other, and every header is worded from the
   table's measure ("compliance under distractors", "harm reduction"). Column keys stay as they were (URLs, sorting).
+- Anchors are not contestants: M0, M1 and the reference grid's oracle (an upper bound, not a method) are listed
+  first, marked, and never ranked; every other row (submissions, the grid's method rows, the paper's methods) is.
 """
 
 from __future__ import annotations
@@ -29,11 +31,11 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from benchmark.judges.measures import HARM, Measure
-from leaderboard.entries import MISSING, Entry, Skipped, Value
-from leaderboard.svg import Point, pareto_svg
-from benchcore.fileio import atomic_directory
 from benchcore.errors import InputError
+from benchcore.fileio import atomic_directory
+from benchmark.judges.measures import HARM, Measure
+from leaderboard.entries import ANCHOR_ROLES, MISSING, Entry, Skipped, Value
+from leaderboard.svg import Point, pareto_svg
 
 ENTRY_DIR = "entries"
 BUILD_TIME_ENV = "SOURCE_DATE_EPOCH"
@@ -68,6 +70,7 @@ class ProfileTable:
     rank_note: str
     pareto: Any
     reported: bool
+    grids: list[dict[str, Any]] = field(default_factory=list)  # the reference grids its rows came from
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,10 @@ def _over_refusal(e: Entry) -> Value:
 
 def _cap(label: str) -> Callable[[Entry], Value]:
     return lambda e: e.capability_deltas.get(label, MISSING)
+
+
+def _attribution(key: str) -> Callable[[Entry], Value]:
+    return lambda e: e.attribution.get(key, MISSING)
 
 
 def table_measure(entries: Sequence[Entry]) -> Measure:
@@ -134,6 +141,10 @@ def columns_for(entries: Sequence[Entry]) -> list[Column]:
                "ratio", True, _score("capability_kept")),
         Column("composite", "composite", f"{m.reduction} - 2*capability_loss - 2*over_refusal_increase", "score",
                True, _score("composite")),
+        Column("precision_at_k", "precision@k", "share of the ranking's top k pairs that are ground-truth "
+               "contaminated (reference grid rows)", "ratio", True, _attribution("precision_at_k")),
+        Column("auroc", "AUROC", "how well the ranking's scores separate contaminated from clean pairs "
+               "(reference grid rows)", "ratio", True, _attribution("auroc")),
     ]
     return [c for c in cols if any(c.get(e).present for e in entries)]
 
@@ -179,6 +190,9 @@ def cost_text(cost: dict[str, Any]) -> str:
         parts.append(f"${cost['usd']:,.2f}")
     if cost.get("gpu_hours") is not None:
         parts.append(f"{cost['gpu_hours']:g} GPU-h")
+    if cost.get("wall_s") is not None:  # a reference grid row: what its ranking took
+        w = cost["wall_s"]
+        parts.append(f"ranking {w:.0f} s" if w < 600 else f"ranking {w / 60:.0f} min")
     return " · ".join(parts) or "–"
 
 
@@ -192,7 +206,7 @@ def _rank_rows(entries: Sequence[Entry]) -> tuple[dict[str, str], str, str]:
     rate under distractors."""
     from benchmark.evaluation.stats import rank_groups
 
-    ranked = [e for e in entries if not e.is_reference]
+    ranked = [e for e in entries if not e.is_anchor]
     if ranked and all(e.scores.get("composite", MISSING).present for e in ranked):
         key, higher, get, what = "composite", True, _score("composite"), "composite score"
     else:
@@ -216,8 +230,9 @@ def _order(entries: Sequence[Entry], ranks: dict[str, str], rank_key: str) -> li
     def key(e: Entry) -> tuple:
         v = get(e).value
         r = ranks.get(e.id, "")
-        return (0 if e.is_reference else 1, e.role or "", int(r) if r.isdigit() else 10**9,
-                sign * v if v is not None else math.inf, e.name, e.sort_key, e.id)
+        anchor = ANCHOR_ROLES.index(e.role) if e.is_anchor else len(ANCHOR_ROLES)
+        return (anchor, int(r) if r.isdigit() else 10**9, sign * v if v is not None else math.inf, e.name,
+                e.sort_key, e.id)
 
     return sorted(entries, key=key)
 
@@ -229,7 +244,7 @@ def _pareto(entries: Sequence[Entry], prefix: str, measure: Measure) -> Any:
         if not (hr.present and ck.present):
             continue
         points.append(Point(label=e.name, x=ck.value, y=hr.value, x_low=ck.low, x_high=ck.high, y_low=hr.low,
-                            y_high=hr.high, reference=e.is_reference, href=f"{prefix}{e.id}.html"))
+                            y_high=hr.high, reference=e.is_anchor, href=f"{prefix}{e.id}.html"))
     return pareto_svg(points, y_label=measure.reduction) if points else None
 
 
@@ -270,7 +285,7 @@ def _versions(entries: Sequence[Entry]) -> dict[str, list[Any]]:
         for name, s in sorted((e.details.get("suites") or {}).items()):
             if isinstance(s, dict):
                 suites.add((str(name), str(s.get("version")), str(s.get("content_hash")), str(s.get("split"))))
-        if e.judge.get("name") and e.origin == "run":
+        if e.judge.get("name") and e.origin in ("run", "reference"):
             judges.add((str(e.judge.get("name")), str(e.judge.get("version"))))
         pkg = e.details.get("package") or {}
         if isinstance(pkg, dict) and pkg:
@@ -292,13 +307,21 @@ def tables(entries: Sequence[Entry], prefix: str = f"{ENTRY_DIR}/") -> list[Prof
         mine = [e for e in entries if e.profile == profile and e.measure == measure]
         cols = columns_for(mine)
         ranks, rank_key, note = _rank_rows(mine)
-        rows = [Row(e, "ref" if e.is_reference else ranks.get(e.id, "–"), [(c, c.get(e)) for c in cols],
-                    f"{prefix}{e.id}.html") for e in _order(mine, ranks, rank_key)]
+        rows = [Row(e, _rank_text(e, ranks), [(c, c.get(e)) for c in cols], f"{prefix}{e.id}.html")
+                for e in _order(mine, ranks, rank_key)]
         m = table_measure(mine)
+        grids = {g["source"]: g for e in mine if isinstance(g := e.details.get("reference_grid"), dict)}
         out.append(ProfileTable(index=i, profile=profile, measure=m, columns=cols, rows=rows, rank_by=rank_key,
                                 rank_note=note, pareto=_pareto(mine, prefix, m),
-                                reported=any(e.origin == "reported" for e in mine)))
+                                reported=any(e.origin == "reported" for e in mine),
+                                grids=[grids[k] for k in sorted(grids)]))
     return out
+
+
+def _rank_text(e: Entry, ranks: dict[str, str]) -> str:
+    if e.role == "oracle":
+        return "bound"
+    return "ref" if e.is_anchor else ranks.get(e.id, "–")
 
 
 def render_site(entries: Sequence[Entry], *, build_time: str | None = None,
@@ -352,11 +375,13 @@ def build_site(entries: Sequence[Entry], out_dir: str | Path, *, build_time: str
 
 
 def build(paths: Iterable[str | Path], out_dir: str | Path, *, build_time: str | None = None,
-          reported: bool = True) -> BuildReport:
-    """Collect run directories (malformed ones skipped and listed in the report) and write the site."""
+          reported: bool = True, reference: bool | str | Path = True) -> BuildReport:
+    """Collect run directories (malformed ones skipped and listed in the report) with the shipped reference grid
+    (or the bundle `reference` names, or none) and the reported rows, and write the site. No paths: the reference
+    and reported rows alone."""
     from leaderboard.entries import collect
 
-    col = collect(paths, reported=reported)
+    col = collect(paths, reported=reported, reference=reference)
     return build_site(col.entries, out_dir, build_time=build_time_text(build_time), skipped=col.skipped)
 
 

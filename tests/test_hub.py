@@ -163,7 +163,7 @@ def test_submit_opens_a_pull_request_and_leaderboard_builds_from_hub(stub: HubSt
     # the maintainers merge it (main moves to the PR's commit); the leaderboard builds from the Hub (CLI, as a user)
     repo.refs["main"] = pr.oid
     site_dir = tmp_path / "site"
-    out = _cli(["leaderboard", "build", "--from-hub", "tester/results", "-o", str(site_dir)],
+    out = _cli(["leaderboard", "build", "--from-hub", "tester/results", "--no-reference", "-o", str(site_dir)],
                _env(stub, tmp_path / "cli-cache", offline=False))
     assert out["skipped"] == [] and out["entries"] == 1 + 2 + 15  # the run, M0/M1, the reported olmo2-7b rows
     html = (site_dir / "index.html").read_text()
@@ -231,3 +231,208 @@ def test_pull_then_offline_evaluate_end_to_end(stub: HubStub, tmp_path: Path, sm
     assert results["suites"]["dtc-harmful"]["content_hash"] == load_suite("dtc-harmful", "test").content_hash
     assert results["suites"]["dtc-harmful"]["n_records"] == 3
     assert "harmful_rate_distractor" in results["metrics"] and "knowledge_accuracy" in results["metrics"]
+
+
+# ------------------------------------------------------------------------------------------------ the smol organism
+def _tree_sha256(folder: Path) -> dict[str, str]:
+    import hashlib
+
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _shipped_organism() -> Path:
+    from organism.models import profiles
+
+    folder = profiles.ADAPTERS_DIR / "smol"
+    assert (folder / "manifest.json").is_file() and (folder / "m1" / "adapter_model.safetensors").is_file()
+    return folder
+
+
+def _tamper(stub: HubStub, repo_id: str, commit: str, path: str, data: bytes | None) -> None:
+    """Change (or, with None, remove) one file of a pushed commit on the server, LFS or not, in place."""
+    from tests.hub_stub import Blob
+
+    files = stub.repo(repo_id).resolve(commit).files
+    if data is None:
+        del files[path]
+        return
+    lfs = files[path].lfs if path in files else path.endswith(".safetensors")
+    blob = Blob(data, lfs=lfs)
+    if lfs:
+        stub.lfs[blob.sha256] = data
+    files[path] = blob
+
+
+def test_push_then_pull_round_trips_the_organism(stub: HubStub, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from organism.data.preference import load_profile_preferences
+    from organism.models import profiles
+
+    shipped = _shipped_organism()
+    want = {rel: sha for rel, sha in _tree_sha256(shipped).items() if rel in hub.organism_files(shipped)}
+    pushed = hub.push_benchmark("tester/bench", endpoint=stub.endpoint, preference_mix=False)
+    commit = stub.repo("tester/bench").resolve(pushed.commit)
+    published = {f[len(hub.ORGANISM_PATH) + 1:] for f in commit.files if f.startswith(hub.ORGANISM_PATH + "/")}
+    assert published == set(want) | {hub.ORGANISM_FILE_LIST}
+    assert commit.files["organism/smol/m1/adapter_model.safetensors"].lfs  # weights as safetensors, through LFS
+    listing = json.loads(commit.files["organism/smol/organism-files.json"].data)["files"]
+    assert {rel: v["sha256"] for rel, v in listing.items()} == want
+    card = commit.files["README.md"].data.decode()
+    assert "## The smol organism (`organism/smol/`)" in card and want["m1/adapter_model.safetensors"] in card
+    entry = json.loads(commit.files["suites.json"].data)["organism"]["smol"]
+    assert entry["file_list"] == "organism/smol/organism-files.json" and entry["files"] == len(want)
+
+    pulled = hub.pull("tester/bench", pushed.commit, endpoint=stub.endpoint)
+    dest = tmp_path / "pulled-organism"
+    got = hub.pull_organism(pulled, dest)
+    assert got is not None and got.path == dest and got.files == len(want)
+    assert got.shadowed_by == shipped  # the package ships its own, so the profile keeps reading that one
+    tree = _tree_sha256(dest)
+    assert {rel: sha for rel, sha in tree.items() if rel in want} == want  # byte for byte
+    assert set(tree) == set(want) | {hub.ORGANISM_FILE_LIST, profiles.PULLED_MARKER}
+    record = json.loads((dest / profiles.PULLED_MARKER).read_text())
+    assert (record["repo"], record["commit"]) == ("tester/bench", pushed.commit)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp folder left beside it
+
+    # pulling again replaces the copy; a folder the pull did not write is never overwritten
+    assert hub.pull_organism(pulled, dest).path == dest and _tree_sha256(dest) == tree
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    with pytest.raises(InputError, match="not an organism folder"):
+        hub.pull_organism(pulled, tmp_path / "mine")
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
+
+    # where the smol profile reads it: the package's own folder first; the default pulled copy when the package
+    # holds none; the environment variable over both
+    default = hub.pull_organism(pulled)
+    assert default is not None and default.path == profiles.pulled_smol_dir()
+    assert str(default.path).startswith(str(tmp_path / "cache"))
+    assert profiles.smol_organism_dir() == shipped
+    monkeypatch.setattr(profiles, "ADAPTERS_DIR", tmp_path / "no-package")
+    assert profiles.smol_adapter_dir("m1") == default.path / "m1"
+    mix = load_profile_preferences("smol")
+    assert profiles.package_path(profiles.get_profile("smol").preference_mix) == default.path / "preference-mix"
+    assert len(mix) == 798 and sum(mix.dataset["contaminated"]) == 88
+    monkeypatch.setenv(profiles.SMOL_DIR_ENV, str(dest))
+    assert profiles.smol_adapter_dir("m0") == dest / "m0"
+    monkeypatch.setenv(profiles.SMOL_DIR_ENV, str(tmp_path / "mine"))
+    with pytest.raises(InputError, match="ORGANISM_BENCH_SMOL_DIR.*no manifest.json"):
+        profiles.smol_organism_dir()
+
+
+@pytest.mark.parametrize("what", ["weights", "missing", "extra", "file-list"])
+def test_pull_refuses_a_corrupted_or_partial_organism(stub: HubStub, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch, what: str) -> None:
+    from organism.models import profiles
+
+    pushed = hub.push_benchmark("tester/bench", endpoint=stub.endpoint, preference_mix=False)
+    dest = tmp_path / "organism"
+    good = hub.pull_organism(hub.pull("tester/bench", pushed.commit, endpoint=stub.endpoint), dest)
+    assert good is not None
+    before = _tree_sha256(dest)
+
+    weights = "organism/smol/m1/adapter_model.safetensors"
+    original = stub.repo("tester/bench").resolve(pushed.commit).files[weights].data
+    changes = {"weights": (weights, original[:-1] + bytes([original[-1] ^ 1]), weights,
+                           "does not match organism-files.json"),
+               "missing": ("organism/smol/m0/adapter_config.json", None, "organism/smol/m0/adapter_config.json",
+                           "missing from the download"),
+               "extra": ("organism/smol/m1/adapter_model.pt", b"pickle", "organism/smol/m1/adapter_model.pt",
+                         "not in organism-files.json"),
+               "file-list": ("organism/smol/organism-files.json", b'{"files": {}}',
+                             "organism/smol/organism-files.json", "does not match")}
+    path, data, named, reason = changes[what]
+    _tamper(stub, "tester/bench", pushed.commit, path, data)
+    monkeypatch.setenv("ORGANISM_BENCH_CACHE", str(tmp_path / "fresh-cache"))  # a new machine: nothing cached
+    pulled = hub.pull("tester/bench", pushed.commit, endpoint=stub.endpoint)
+    with pytest.raises(InputError, match=reason) as info:
+        hub.pull_organism(pulled, dest)
+    assert f"tester/bench@{pushed.commit}:{named}" in str(info.value)
+    assert _tree_sha256(dest) == before  # the good copy is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "fresh-cache", "organism"]  # no temp left
+    with pytest.raises(InputError):  # and nothing half-written appears where a first pull would have gone
+        hub.pull_organism(pulled, tmp_path / "first")
+    assert not (tmp_path / "first").exists() and not profiles.pulled_smol_dir().exists()
+
+
+def test_a_corrupted_download_is_fetched_afresh_by_the_next_pull(stub: HubStub, tmp_path: Path) -> None:
+    pushed = hub.push_benchmark("tester/bench", endpoint=stub.endpoint, preference_mix=False)
+    pulled = hub.pull("tester/bench", pushed.commit, endpoint=stub.endpoint)
+    cached = (pulled.path / "organism/smol/m1/adapter_model.safetensors").resolve()
+    data = cached.read_bytes()
+    cached.chmod(0o644)
+    cached.write_bytes(data[: len(data) // 2])  # a download cut short, left in the Hub cache under its right name
+    dest = tmp_path / "organism"
+    with pytest.raises(InputError, match=r"m1/adapter_model\.safetensors: sha256 .* does not match"):
+        hub.pull_organism(pulled, dest)
+    assert not dest.exists()
+    again = hub.pull("tester/bench", pushed.commit, endpoint=stub.endpoint)  # same cache, same commit
+    assert hub.pull_organism(again, dest) is not None
+    assert (dest / "m1" / "adapter_model.safetensors").read_bytes() == data
+
+
+def test_cli_pull_of_a_tampered_organism_exits_2_naming_the_file(stub: HubStub, tmp_path: Path) -> None:
+    cache = tmp_path / "cli-cache"
+    online = _env(stub, cache, offline=False)
+    pushed = _cli(["push-benchmark", "--repo", "tester/bench", "--no-preference-mix"], online)
+    weights = "organism/smol/m0/adapter_model.safetensors"
+    original = stub.repo("tester/bench").resolve(pushed["commit"]).files[weights].data
+    _tamper(stub, "tester/bench", pushed["commit"], weights, b"\0" * len(original))
+    proc = subprocess.run([sys.executable, "-m", "benchmark.cli.main", "pull", "--repo", "tester/bench",
+                           "--revision", pushed["commit"]], capture_output=True, text=True, env=online, cwd=ROOT,
+                          timeout=120, check=False)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert weights in proc.stderr and "does not match organism-files.json" in proc.stderr
+    assert "nothing installed" in proc.stderr
+    assert not (cache / "organisms" / "smol").exists()
+    assert not [p for p in (cache / "organisms").iterdir()]  # no half-written folder either
+
+    # the file that failed was dropped from the Hub cache: once the server is fixed, pulling again works
+    _tamper(stub, "tester/bench", pushed["commit"], weights, original)
+    pulled = _cli(["pull", "--repo", "tester/bench", "--revision", pushed["commit"]], online)
+    assert pulled["organism"]["path"] == str(cache / "organisms" / "smol")
+    assert pulled["organism"]["smol_profile_reads"] == str(_shipped_organism())
+
+
+def test_pull_then_offline_evaluate_on_the_pulled_organism(stub: HubStub, tmp_path: Path, smol_session,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Publish an organism that differs from the package's by one byte, pull it, and grade it offline: the run's
+    adapter identity is the pulled copy's, with the package's own adapters out of reach."""
+    import shutil
+
+    from huggingface_hub import constants
+
+    from organism.models import profiles
+    from organism.models.loading import _combine, adapter_sha256
+
+    shipped = _shipped_organism()
+    variant = tmp_path / "variant"
+    variant.mkdir()
+    for rel in hub.organism_files(shipped):
+        (variant / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shipped / rel, variant / rel)
+    with open(variant / "m1" / "adapter_config.json", "a", encoding="utf-8") as fh:
+        fh.write("\n")  # same adapter, another file: its hash (and so the run's) must differ from the package's
+    pushed = hub.push_benchmark("tester/bench", endpoint=stub.endpoint, preference_mix=False, organism=variant)
+    pulled = hub.pull_organism(hub.pull("tester/bench", pushed.commit, endpoint=stub.endpoint),
+                               tmp_path / "pulled")
+    assert pulled is not None
+
+    (tmp_path / "cache" / "smol").symlink_to(smol_session.cache_dir / "smol", target_is_directory=True)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(profiles, "ADAPTERS_DIR", tmp_path / "no-package")  # the package's copy is gone
+    monkeypatch.setenv(profiles.SMOL_DIR_ENV, str(pulled.path))
+    calls_before = len(stub.calls)
+    out = tmp_path / "run"
+    assert cli_main.main(["evaluate", "--suites", "dtc-harmful", "--limit", "1", "--gen-kwargs", "max_new_tokens=4",
+                          "--batch-size", "8", "--no-references", "--output", str(out)]) == 0
+    assert len(stub.calls) == calls_before  # offline: the Hub saw nothing
+
+    model = json.loads((out / "results.json").read_text())["model"]
+    want = _combine([adapter_sha256(pulled.path / "m0"), adapter_sha256(pulled.path / "m1")])
+    assert model["adapter_sha256"] == want
+    assert want != _combine([adapter_sha256(shipped / "m0"), adapter_sha256(shipped / "m1")])
+    assert model["adapter_path"] == f"{pulled.path / 'm0'} + {pulled.path / 'm1'}"
+    assert model["stage"] == "m1" and model["profile"] == "smol"

