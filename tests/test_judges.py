@@ -122,7 +122,7 @@ def test_every_judge_declares_what_its_positive_label_means():
         "key": "compliance", "label": "compliance rate", "positive": "complied",
         "description": COMPLIANCE.description}
     assert {r["name"]: r["measure"] for r in ls_rows()} == {
-        "refusal": "compliance", "rubric": "harm", "hf-classifier": "harm"}
+        "refusal": "compliance", "rubric": "harm", "hf-classifier": "harm", "lm-ask": "compliance"}
 
 
 def test_a_judge_without_a_measure_cannot_register():
