@@ -88,6 +88,12 @@ def test_grid_cut_short_writes_a_bundle_then_resumes(smol_tiny, tmp_path, monkey
     again = G.run_reference_grid(spec, out, bundle=bundle)
     assert all(r["reused"] for r in again["rows"])
     assert [r["composite"] for r in again["rows"]] == [r["composite"] for r in grid["rows"]]
+    # asking for no new row still reads every finished one back into the bundle
+    from dataclasses import replace
+
+    none_new = G.run_reference_grid(replace(spec, max_rows=0), out, bundle=bundle)
+    assert [r["ranking"] for r in none_new["rows"]] == ["oracle", "random-s0", "oracle"]
+    assert len(json.loads(bundle.read_text())["rows"]) == 5
 
 
 def test_lm_ask_judge_scores_each_response_with_a_probability(smol_tiny):

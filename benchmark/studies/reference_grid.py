@@ -68,7 +68,7 @@ class ReferenceGridConfig:
     device: str = "cpu"
     batch_size: int | str = "auto"
     n_boot: int = 2000
-    max_rows: int | None = None  # stop after this many rows (the rest are listed as not run)
+    max_rows: int | None = None  # compute at most this many rows (finished ones are always read back)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -375,7 +375,9 @@ def run_reference_grid(spec: ReferenceGridConfig, out_dir: str | Path, *, bundle
     state.rankings["oracle"] = {"file": str(out / "check" / "oracle-ranking.jsonl"), "auroc": 1.0,
                                 "precision_at_culprits": 1.0, "cost": {"wall_s": 0.0, "flops": 0.0,
                                                                        "note": "reads the ground-truth column"}}
-    todo = cells if spec.max_rows is None else cells[: spec.max_rows]
+    # the first max_rows rows, and every row already finished (read back, never recomputed)
+    chosen = set(cells if spec.max_rows is None else cells[: spec.max_rows])
+    todo = [c for c in cells if c in chosen or (out / "check" / "runs" / c.name / "results.json").is_file()]
     state.write(command)
     if not todo:
         return state.to_dict()
