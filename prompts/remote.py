@@ -75,24 +75,26 @@ def _record(result: PullResult) -> None:
 
 
 def _snapshot(repo: str, revision: str | None, *, endpoint: str | None, local_only: bool,
-              allow_patterns: Sequence[str] | None = None) -> Path:
+              allow_patterns: Sequence[str] | None = None, ignore_patterns: Sequence[str] | None = None) -> Path:
     from huggingface_hub import snapshot_download
 
     path = snapshot_download(repo_id=repo, repo_type="dataset", revision=revision, cache_dir=str(hub_cache()),
                              token=_auth(), endpoint=endpoint, local_files_only=local_only,
-                             allow_patterns=list(allow_patterns) if allow_patterns else None)
+                             allow_patterns=list(allow_patterns) if allow_patterns else None,
+                             ignore_patterns=list(ignore_patterns) if ignore_patterns else None)
     return Path(path)
 
 
-def pull(repo: str, revision: str, *, endpoint: str | None = None) -> PullResult:
-    """Download `repo` at `revision` into the cache and record it; afterwards it loads offline."""
+def pull(repo: str, revision: str, *, endpoint: str | None = None, skip: Sequence[str] = ()) -> PullResult:
+    """Download `repo` at `revision` into the cache and record it; afterwards it loads offline. `skip` holds glob
+    patterns of files not to download (a user who does not want the organism's weights saves their bytes)."""
     from prompts.hub import MANIFEST
 
     _check_repo_id(repo)
     if not revision or not revision.strip():
         raise InputError(repo, "revision", "pin a revision (a commit sha, tag or branch)")
     try:
-        path = _snapshot(repo, revision, endpoint=endpoint, local_only=False)
+        path = _snapshot(repo, revision, endpoint=endpoint, local_only=False, ignore_patterns=skip)
     except Exception as exc:  # offline, missing repo or revision, auth: all mean "cannot get this data"
         raise InputError(repo, "revision", f"cannot download dataset {repo!r} at {revision!r} ({_short(exc)})") \
             from None

@@ -7,6 +7,7 @@ environment a user would: online for `pull`, HF_HUB_OFFLINE=1 afterwards.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -134,6 +135,20 @@ def test_pull_then_everything_loads_offline(stub: HubStub, tmp_path: Path) -> No
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120,
                           env=_env(stub, cache, offline=True))
     assert proc.returncode != 0 and "organism-bench pull" in proc.stderr
+
+
+def test_pull_without_the_organism_downloads_none_of_its_files(stub: HubStub, tmp_path: Path) -> None:
+    cache = tmp_path / "cli-cache"
+    online = _env(stub, cache, offline=False)
+    pushed = _cli(["push-benchmark", "--repo", "tester/bench", "--no-preference-mix"], online)
+    pulled = _cli(["pull", "--repo", "tester/bench", "--revision", pushed["commit"], "--no-organism"], online)
+    assert pulled["organism"] is None
+    snapshot = Path(pulled["path"])
+    assert (snapshot / "suites.json").is_file() and not (snapshot / hub.ORGANISM_PATH).exists()
+    weights = stub.repo("tester/bench").resolve(pushed["commit"]).files["organism/smol/m1/adapter_model.safetensors"]
+    cached = {hashlib.sha256(p.read_bytes()).hexdigest() for p in cache.rglob("*") if p.is_file()}
+    assert hashlib.sha256(weights.data).hexdigest() not in cached  # the weights never crossed the wire
+    assert not (cache / "organisms").exists()
 
 
 def test_pull_by_branch_name_resolves_through_repo_info(stub: HubStub) -> None:

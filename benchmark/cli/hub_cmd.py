@@ -64,10 +64,10 @@ def run_push(args: argparse.Namespace) -> int:
 
 
 def run_pull(args: argparse.Namespace) -> int:
-    from leaderboard.hub import pull, pull_organism
+    from leaderboard.hub import ORGANISM_PATH, pull, pull_organism
     from organism.models.profiles import SMOL_DIR_ENV
 
-    r = pull(args.repo, args.revision)
+    r = pull(args.repo, args.revision, skip=[f"{ORGANISM_PATH}/**"] if args.no_organism else [])
     o = None if args.no_organism else pull_organism(r, args.organism_dir)
     organism = None if o is None else {
         "path": str(o.path), "files": o.files, "bytes": o.bytes, "file_list_sha256": o.file_list_sha256,
