@@ -324,13 +324,21 @@ def test_push_then_pull_round_trips_the_organism(stub: HubStub, tmp_path: Path,
     assert default is not None and default.path == profiles.pulled_smol_dir()
     assert str(default.path).startswith(str(tmp_path / "cache"))
     assert profiles.smol_organism_dir() == shipped
+
+    def smol_cells() -> list[str]:
+        row = next(r for r in profiles.ls_rows() if r["name"] == "smol")
+        return [row["m0"], row["m1"]]
+
+    assert all(c.endswith("(shipped)") for c in smol_cells())
     monkeypatch.setattr(profiles, "ADAPTERS_DIR", tmp_path / "no-package")
     assert profiles.smol_adapter_dir("m1") == default.path / "m1"
+    assert all(f"(pulled: {default.path})" in c for c in smol_cells())  # `ls` says which copy it reads
     mix = load_profile_preferences("smol")
     assert profiles.package_path(profiles.get_profile("smol").preference_mix) == default.path / "preference-mix"
     assert len(mix) == 798 and sum(mix.dataset["contaminated"]) == 88
     monkeypatch.setenv(profiles.SMOL_DIR_ENV, str(dest))
     assert profiles.smol_adapter_dir("m0") == dest / "m0"
+    assert all(f"from ${profiles.SMOL_DIR_ENV}: {dest}" in c for c in smol_cells())
     monkeypatch.setenv(profiles.SMOL_DIR_ENV, str(tmp_path / "mine"))
     with pytest.raises(InputError, match="ORGANISM_BENCH_SMOL_DIR.*no manifest.json"):
         profiles.smol_organism_dir()

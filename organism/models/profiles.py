@@ -320,14 +320,25 @@ def package_path(ref: CheckpointRef) -> Path:
     return ADAPTERS_DIR.joinpath(*parts)
 
 
+def _smol_origin(folder: Path) -> str:
+    """Which copy of the organism the profile reads, so `ls` never calls a pulled or overridden one shipped."""
+    if os.environ.get(SMOL_DIR_ENV, "").strip():
+        return f"from ${SMOL_DIR_ENV}: {folder}"
+    if (folder / PULLED_MARKER).is_file():
+        return f"pulled: {folder}"
+    return "shipped"
+
+
 def _ref_cell(ref: CheckpointRef) -> str:
     if ref.kind == "package" and ref.repo_type == "dataset":
         installed = any(package_path(ref).glob("data/*.parquet"))
         return f"{ref.repo_id} ({'installed' if installed else 'not built yet'})"
     if ref.kind == "package" and ref.repo_id.startswith("organism/adapters/"):
         stage = ref.repo_id.rsplit("/", 1)[-1]
-        built = (smol_adapter_dir(stage) / "adapter_config.json").is_file()
-        return f"{ref.repo_id} ({'shipped' if built else 'not built yet: base stands in'})"
+        folder = smol_adapter_dir(stage)
+        if not (folder / "adapter_config.json").is_file():
+            return f"{ref.repo_id} (not built yet: base stands in)"
+        return f"{ref.repo_id} ({_smol_origin(folder.parent)})"
     return ref.display
 
 
