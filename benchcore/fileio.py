@@ -45,6 +45,13 @@ def atomic_directory(target: str | os.PathLike, *, fsync: bool = False) -> Itera
         raise
 
 
+def _plain_file_mode() -> int:
+    """The mode open() would give a new file (0o666 less the umask), read without leaving the umask changed."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temp path beside `path` for any writer (text, parquet, safetensors); on success it is flushed to
@@ -58,6 +65,7 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, _plain_file_mode())  # mkstemp makes it private; the result is an ordinary file
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)

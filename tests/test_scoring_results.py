@@ -184,3 +184,19 @@ def test_jsonl_reader_names_file_and_line(tmp_path):
         list(iter_jsonl(f))
     with pytest.raises(InputError, match="file not found"):
         list(iter_jsonl(tmp_path / "none.jsonl"))
+
+
+def test_atomic_writes_give_ordinary_file_permissions(tmp_path):
+    """mkstemp makes its file 0600: a results.json or a shipped ranking written atomically must not stay private."""
+    import os
+
+    from benchcore.fileio import write_text_atomic
+
+    target = tmp_path / "results.json"
+    mask = os.umask(0o022)
+    try:
+        write_text_atomic(target, "{}")
+    finally:
+        os.umask(mask)
+    assert target.stat().st_mode & 0o777 == 0o644 and target.read_text() == "{}"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
