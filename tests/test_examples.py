@@ -147,7 +147,7 @@ def test_random_spec_draws_88_pairs_without_a_ranking_file(shipped_mix):
     assert spec.data.ranking is None and spec.file_digests() == {}
     data = spec.to_dict()["data"]
     edited, record = apply_intervention(shipped_mix, data, source="random")
-    again, record_again = apply_intervention(shipped_mix, data, source="random")
+    _, record_again = apply_intervention(shipped_mix, data, source="random")
     assert len(record.affected_ids) == N_CONTAMINATED and len(edited) == len(shipped_mix) - N_CONTAMINATED
     assert record.affected_ids == record_again.affected_ids  # seeded: the same 88 pairs every time
     other, _ = apply_intervention(shipped_mix, {**data, "seed": 1}, source="random")
