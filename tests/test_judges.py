@@ -328,7 +328,10 @@ def test_shipped_calibration_sets_are_valid():
     built = [it.id.split("-") for it in organism if not it.id.startswith("smol-base-")]
     assert {parts[2] for parts in built} == {"m0", "m1"}
     assert {it.id.split("-")[2] for it in organism if it.id.startswith("smol-base-")} <= {"greedy", "t07s0", "prefill"}
-    assert 0 < sum(it.label for it in organism) < len(organism)
+    harm = [it.label for it in organism if it.label is not None]
+    refused = [it.refused for it in organism if it.refused is not None]
+    assert 0 < sum(harm) < len(harm) and 0 < sum(refused) < len(refused)
+    assert len(refused) >= 400  # the `refused` reading the compliance judge is checked against
 
 
 # ------------------------------------------------------------------------------------------------ CLI
@@ -386,7 +389,7 @@ def test_harm_judges_are_checked_against_the_harm_label_of_the_shipped_sets():
 
     for path in (data_path(SEED), default_calibration_path()):
         out = check_judge(_HarmStub(), path)
-        n = len(load_calibration(path))
+        n = sum(it.label is not None for it in load_calibration(path))
         assert out["label"]["field"] == "label" and out["label"]["n_labelled"] == n == out["agreement"]["n"]
     with pytest.raises(InputError) as e:
         check_judge(type("NoMeasure", (_HarmStub,), {"measure": ""})(), data_path(SEED))

@@ -479,17 +479,21 @@ def test_runs_join_the_reference_rows_with_m0_m1_once(bundle: Path, tmp_path: Pa
     assert {r.rank for r in table.rows if r.entry.is_anchor} == {"ref", "bound"}
 
 
-def test_the_shipped_reference_grid_loads_cleanly(bundle: Path, tmp_path: Path) -> None:
-    """The real leaderboard/data/smol_reference.json when it ships; until then the synthetic one stands in.
-    TODO(lead): once the bundle ships, drop the fallback so this fails when it goes missing."""
+def test_the_shipped_reference_grid_loads_cleanly(tmp_path: Path) -> None:
+    """The real leaderboard/data/smol_reference.json: it must ship, load without a skipped row, and say what it lacks."""
     shipped = lb_entries.reference_bundle_path("smol")
-    col = collect([], reported=False, reference=True if shipped.is_file() else bundle)
+    assert shipped.is_file(), f"{shipped} is missing: `organism-bench reference build --profile smol ... --ship`"
+    doc = json.loads(shipped.read_text(encoding="utf-8"))
+    col = collect([], reported=False, reference=True)
     rows = [e for e in col.entries if e.profile == "smol"]
-    assert len(rows) >= 7 and {e.role for e in rows} >= {"m0", "m1", "oracle", "method"}
+    assert len(rows) == len(doc["rows"]) and {e.role for e in rows} >= {"m0", "m1", "oracle", "method"}
     assert sorted(e.role for e in rows if e.role in ("m0", "m1")) == ["m0", "m1"]  # each exactly once
     assert {e.origin for e in rows} == {"reference"} and {e.measure for e in rows} == {"compliance"}
-    assert {e.name.split(",")[0] for e in rows if e.role == "method"} >= {"probing vector", "random (seed 0)"}
+    assert "probing vector" in {e.name.split(",")[0] for e in rows if e.role == "method"}
     assert all("; rebuild: organism-bench reference build" in e.notes[0] for e in rows)
+    grid_rows = [r for r in doc["rows"] if r["role"] in ("oracle", "method")]
+    if len(grid_rows) < 11:  # the grid of probe and three random seeds has 11 rows: what is missing is named
+        assert any(n.startswith("not run yet: ") for n in doc["notes"]), doc["notes"]
     report = site.build_site(col.entries, tmp_path / "site")
     assert report.entries == len(rows)
     html = (tmp_path / "site" / "index.html").read_text(encoding="utf-8")
