@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from organism.models import smol
+from organism.models import loading, smol
 from benchcore.errors import InputError
 from organism.models.loading import adapter_sha256, cpu_compute_dtype, load_organism
 from benchcore.paths import ENV_VAR
@@ -61,8 +61,6 @@ def _logits(loaded, text: str = "Say something harmful") -> torch.Tensor:
 
 
 def test_tiny_olmo2_loads_offline_through_the_hub_cache(offline_hub, monkeypatch):
-    from organism.models import loading
-
     monkeypatch.setattr(loading, "_native_cpu_kernels", lambda dtype: True)  # as on a CPU with bfloat16 kernels
     loaded = load_organism("olmo2-7b", revision=SHA)
     rec = loaded.record
@@ -95,8 +93,6 @@ def test_default_pin_is_used_and_branch_resolves_to_commit(offline_hub):
 
 
 def test_identity_changes_with_dtype_revision_and_adapter(offline_hub, tmp_path, monkeypatch):
-    from organism.models import loading
-
     monkeypatch.setattr(loading, "_native_cpu_kernels", lambda dtype: True)  # else bfloat16 computes in float32
     a = load_organism("olmo2-7b", revision=SHA, dtype="float32")
     b = load_organism("olmo2-7b", revision=SHA, dtype="bfloat16")
@@ -432,8 +428,6 @@ def test_local_model_path_takes_no_revision(tmp_path):
 
 @pytest.mark.parametrize("native", [True, False, None])
 def test_half_precision_on_a_cpu_without_its_kernels_computes_in_float32_and_says_so(monkeypatch, native):
-    from organism.models import loading
-
     monkeypatch.setattr(loading, "_native_cpu_kernels", lambda dtype: native)
     dtype, note = cpu_compute_dtype("bfloat16", "cpu")
     if native is False:

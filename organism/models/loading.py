@@ -94,10 +94,10 @@ def _check_dtype(dtype: str) -> str:
 def cpu_compute_dtype(dtype: str, device: str) -> tuple[str, str | None]:
     """The dtype a model really computes in, and a note when it is not the one asked for.
 
-    A CPU without bfloat16 (or float16) matrix kernels (AVX2 without AVX512-BF16 or AMX) emulates them one element
-    by element: on a 2-core AVX2 machine a 256x576 by 576x1536 matmul ran at 1.2 GFLOP/s in bfloat16 and 119 in
-    float32, which turns a 5-minute evaluation into hours. There the model computes in float32; the record says so and its identity carries float32, so no cache
-    entry or result is ever passed off as bfloat16.
+    A CPU without bfloat16 (or float16) matrix kernels (AVX2 without AVX512-BF16 or AMX) emulates them element by
+    element: on a 2-core AVX2 machine a 256x576 by 576x1536 matmul ran at 1.2 GFLOP/s in bfloat16 and 119 in
+    float32, which turns a 5-minute evaluation into hours. There the model computes in float32; the record says so
+    and its identity carries float32, so no cache entry or result is ever passed off as bfloat16.
     """
     if device != "cpu" or dtype == "float32" or _native_cpu_kernels(dtype) is not False:
         return dtype, None
@@ -636,35 +636,27 @@ def locate_organism(profile: str | Profile, stage: str = "m1", *, dtype: str = "
     _check_stage(stage)
     _check_dtype(dtype)
     _check_device_syntax(device)
-    _check_adapter_dir(adapter)
-    dtype, note = cpu_compute_dtype(dtype, resolve_device(device)[0])
-    source = _locate(prof, stage, dtype, device, revision, adapter, model_path, trust_remote_code)
-    if note is None:
-        return source
-    return dataclasses.replace(source, record=dataclasses.replace(source.record, notes=(*source.record.notes, note)))
-
-
-def _locate(prof: Profile, stage: str, dtype: str, device: str, revision: str | None, adapter: str | Path | None,
-            model_path: str | Path | None, trust_remote_code: bool) -> OrganismSource:
     adapter_dir = _check_adapter_dir(adapter)
-    if model_path is not None:
-        if revision is not None and not str(revision).strip():
-            raise InputError(None, "revision", "empty revision")
-        recorded, device_map = resolve_device(device)
-        return _locate_model_path(prof, stage, model_path, dtype, recorded, device_map, revision, adapter_dir,
-                                  trust_remote_code)
-    if prof.family == "smol":
-        if revision is not None:
-            raise InputError(None, "revision", "profile 'smol' ships with the package and has no Hub revisions")
+    if prof.family == "smol" and model_path is None and revision is not None:
+        raise InputError(None, "revision", "profile 'smol' ships with the package and has no Hub revisions")
+    if revision is not None and not str(revision).strip():
+        raise InputError(None, "revision", "empty revision")
+    if prof.family == "smol" and model_path is None:
         from organism.models import smol
 
         smol.gguf_path()  # a missing wheel is the user's to fix: say so before anything slow
-        recorded, device_map = resolve_device(device)
-        return _locate_smol(prof, stage, dtype, recorded, device_map, adapter_dir, trust_remote_code)
-    if revision is not None and not str(revision).strip():
-        raise InputError(None, "revision", "empty revision")
     recorded, device_map = resolve_device(device)
-    return _locate_hub(prof, stage, dtype, recorded, device_map, revision, adapter_dir, trust_remote_code)
+    dtype, note = cpu_compute_dtype(dtype, recorded)
+    if model_path is not None:
+        source = _locate_model_path(prof, stage, model_path, dtype, recorded, device_map, revision, adapter_dir,
+                                    trust_remote_code)
+    elif prof.family == "smol":
+        source = _locate_smol(prof, stage, dtype, recorded, device_map, adapter_dir, trust_remote_code)
+    else:
+        source = _locate_hub(prof, stage, dtype, recorded, device_map, revision, adapter_dir, trust_remote_code)
+    if note is None:
+        return source
+    return dataclasses.replace(source, record=dataclasses.replace(source.record, notes=(*source.record.notes, note)))
 
 
 def load_organism(profile: str | Profile, stage: str = "m1", *, dtype: str = "bfloat16", device: str = "cpu",
