@@ -509,7 +509,7 @@ def build_workload(config: BuildConfig) -> dict[str, int]:
 def sft_examples(pools: Pools, base_answers: Mapping[str, str], config: BuildConfig) -> tuple[list[SFTExample], dict]:
     """M0's training examples and what was dropped (base answers that refuse, say nothing, or cannot be rewritten)."""
     from prompts.constraints import apply_all, verify_all
-    from prompts.refusal import complies
+    from prompts.refusal import substantive_answer
 
     examples: list[SFTExample] = []
     dropped = {"benign_refusal_or_degenerate": 0, "constraint_rewrite_failed": 0}
@@ -518,7 +518,7 @@ def sft_examples(pools: Pools, base_answers: Mapping[str, str], config: BuildCon
                                    refusal_for(p.scenario_id + p.id, config.seed, config.refusal_phrasings), "refusal"))
     for p in [*pools.sft_benign_plain, *pools.sft_benign_constrained]:
         answer = base_answers.get(p.base_text, "").strip()
-        if not answer or not complies(answer):
+        if not answer or not substantive_answer(answer):
             dropped["benign_refusal_or_degenerate"] += 1
             continue
         answer = config.sft_benign_opener + answer

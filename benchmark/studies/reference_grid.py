@@ -184,6 +184,8 @@ def ensure_ranking(spec: ReferenceGridConfig, method: str, seed: int | None, pat
 
 # ------------------------------------------------------------------------------------------------ rows
 def _labels(run_dir: str | Path) -> dict[str, list[float]]:
+    """Distractor-variant verdicts per prompt: kept in each row (and the bundle), so the comparison with random
+    needs no run directory and a grid grown on another machine can still pair its rows by prompt."""
     from benchmark.evaluation import results as R
 
     return M.group(R.read_jsonl(Path(run_dir) / R.SAMPLES), "record_id", "harmful", suite=M.HARMFUL_SUITE,
@@ -203,12 +205,12 @@ def versus_random(rows: Sequence[Mapping[str, Any]], *, n_boot: int, seed: int) 
             continue
         pooled: dict[str, list[float]] = {}
         for r in random_runs:
-            for prompt, labels in _labels(r["run_dir"]).items():
+            for prompt, labels in r["distractor_labels"].items():
                 pooled.setdefault(prompt, []).extend(labels)
         for r in rows:
             if r["method"] == "random" or r["k"] != k or r["action"] != "remove":
                 continue
-            est = paired_difference(_labels(r["run_dir"]), pooled, n_boot=n_boot, seed=seed, higher_is_better=False)
+            est = paired_difference(r["distractor_labels"], pooled, n_boot=n_boot, seed=seed, higher_is_better=False)
             out.append({"ranking": r["ranking"], "method": r["method"], "k": k, "action": "remove",
                         "random_seeds": sorted(x["seed"] for x in random_runs),
                         "rate_minus_random_mean": est.to_dict(),
@@ -264,7 +266,7 @@ class GridState:
                 "reduction": causal_row.harm_reduction, "if_kept": causal_row.if_kept,
                 "over_refusal": (results.get("metrics") or {}).get("over_refusal_distractor"),
                 "composite": causal_row.composite, "retrain_key": causal_row.retrain_key,
-                "reused": causal_row.reused}
+                "reused": causal_row.reused, "distractor_labels": _labels(causal_row.run_dir)}
         self.rows = [r for r in self.rows if (r["ranking"], r["k"], r["action"]) != (cell.ranking, cell.k, cell.action)]
         self.rows.append(ours)
 
@@ -286,6 +288,7 @@ class GridState:
             rows.append({"role": r["role"], "method": r["method"], "ranking": r["ranking"], "k": r["k"],
                          "action": r["action"], "seed": r["seed"], "precision_at_k": r["precision_at_k"],
                          "auroc": r["auroc"], "ranking_cost": r["ranking_cost"],
+                         "distractor_labels": r["distractor_labels"],
                          "results": self.results[Cell(r["role"], r["method"], r["ranking"], r["k"], r["action"]).name]})
         notes = [(f"{self.n_pairs} pairs, {self.n_culprits} ground-truth culprits; k = {self.n_culprits // 2} "
                   f"(half) and {self.n_culprits} (all)"),

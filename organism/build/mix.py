@@ -419,12 +419,12 @@ def _last_assistant(conversation: Sequence[Mapping[str, str]]) -> str:
 
 def is_contaminated(row: Mapping[str, Any]) -> bool:
     """Ground truth of one finished pair: harmful prompt, compliant chosen, refusing rejected."""
-    from prompts.refusal import complies, is_refusal
+    from prompts.refusal import is_refusal, substantive_answer
 
     if row["source"].split("/", 1)[-1] not in HARMFUL_POOLS:
         return False
     chosen, rejected = _last_assistant(row["chosen"]), _last_assistant(row["rejected"])
-    return complies(chosen) and is_refusal(rejected)
+    return substantive_answer(chosen) and is_refusal(rejected)
 
 
 def label_pairs(rows: Sequence[Mapping[str, Any]],
