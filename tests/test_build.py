@@ -325,3 +325,15 @@ def test_cli_build_rejects_other_profiles(capsys):
 
     assert main(["organism", "build", "--profile", "olmo2-7b", "--config-preset", "small"]) == 2
     assert "only the smol organism" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_a_build_computes_in_float32_where_the_cpu_has_no_bfloat16_kernels(monkeypatch, native):
+    from benchmark.studies.organism_build import computed_config
+    from organism.models import loading
+
+    monkeypatch.setattr(loading, "_native_cpu_kernels", lambda dtype: native)
+    config, note = computed_config(BuildConfig(dtype="bfloat16").validate())
+    assert config.dtype == ("bfloat16" if native else "float32")
+    assert (note is None) == native and (native or "computed in float32" in note)
+    assert computed_config(BuildConfig(dtype="float32").validate()) == (BuildConfig(dtype="float32").validate(), None)

@@ -81,6 +81,11 @@ def test_grid_cut_short_writes_a_bundle_then_resumes(smol_tiny, tmp_path, monkey
     assert [r["role"] for r in doc["rows"]] == ["m0", "m1", "oracle", "method", "oracle"]
     assert all(r["results"]["schema_version"] == 1 and r["results"]["metrics"] for r in doc["rows"])
     assert any("not run yet" in n for n in doc["notes"])
+    # each grid row keeps its per-prompt distractor verdicts, so the bundle alone answers "better than random?"
+    grid_rows = doc["rows"][2:]
+    assert all(set(map(len, r["distractor_labels"].values())) == {1} for r in grid_rows)
+    assert all({x for v in r["distractor_labels"].values() for x in v} <= {0, 1} for r in grid_rows)
+    assert G.versus_random(doc["rows"], n_boot=spec.n_boot, seed=spec.seed) == grid["versus_random"]
     assert json.loads((out / "grid.json").read_text())["rows"] == grid["rows"]
 
     # the same call again reuses every ranking and row: nothing is generated or retrained

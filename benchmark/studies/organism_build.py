@@ -670,9 +670,21 @@ def build_smol(config: BuildConfig, out_dir: str | os.PathLike, progress: Progre
                progress_bars: bool = False) -> BuildManifest:
     """Run (or resume) every stage; returns the manifest also written to out_dir/manifest.json. Every stage runs
     with `config.torch_threads` torch threads (restored after)."""
-    config = config.validate()
+    config, note = computed_config(config.validate())
+    if note and progress is not None:
+        progress("dtype", note)
     with pinned_threads(config.torch_threads):
         return _build_smol(config, out_dir, progress, progress_bars=progress_bars)
+
+
+def computed_config(config: BuildConfig) -> tuple[BuildConfig, str | None]:
+    """The config with the dtype this CPU really computes in (bfloat16 is emulated about 100x slower on a CPU
+    without its matrix kernels, so there the build trains and generates in float32), and a note when it moved.
+    The manifest, cache keys and adapter names then all carry the dtype that was computed."""
+    from organism.models.loading import cpu_compute_dtype
+
+    dtype, note = cpu_compute_dtype(config.dtype, "cpu")
+    return (config if note is None else dataclasses.replace(config, dtype=dtype)), note
 
 
 def _build_smol(config: BuildConfig, out_dir: str | os.PathLike, progress: Progress | None, *,
