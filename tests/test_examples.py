@@ -30,7 +30,7 @@ EXPECTED = {
     "probe-remove-k88.yaml": ("data", "remove"),
     "probe-remove-k44.yaml": ("data", "remove"),
     "probe-flip-k88.yaml": ("data", "flip"),
-    "random-remove-k88.yaml": ("data", "random"),
+    "random-remove-k88.yaml": ("data", "remove"),
     "steer-project-out-probe.yaml": ("inference", "steering"),
     "system-prompt.yaml": ("inference", "system_prompt"),
     "local-adapter.yaml": ("model", "adapter"),
@@ -140,18 +140,19 @@ def test_probe_spec_edits_exactly_the_rankings_top_k(name, shipped_mix):
     assert len(edited) == len(shipped_mix) - (k if action == "remove" else 0)
 
 
-def test_random_spec_draws_88_pairs_without_a_ranking_file(shipped_mix):
+def test_random_spec_removes_the_grids_random_seed0_pairs(shipped_mix):
+    """The example reads the shipped seeded random ranking, so it edits exactly the grid's random-s0 row."""
+    from organism.attribution.methods import random_ranking
     from organism.data.interventions import apply_intervention
+    from organism.data.ranking import read_ranking
 
     spec = load_spec(EXAMPLES / "random-remove-k88.yaml")
-    assert spec.data.ranking is None and spec.file_digests() == {}
-    data = spec.to_dict()["data"]
-    edited, record = apply_intervention(shipped_mix, data, source="random")
-    _, record_again = apply_intervention(shipped_mix, data, source="random")
-    assert len(record.affected_ids) == N_CONTAMINATED and len(edited) == len(shipped_mix) - N_CONTAMINATED
-    assert record.affected_ids == record_again.affected_ids  # seeded: the same 88 pairs every time
-    other, _ = apply_intervention(shipped_mix, {**data, "seed": 1}, source="random")
-    assert set(other.ids) != set(edited.ids)
+    shipped = read_ranking(SHIPPED / "random_ranking_seed0.jsonl")
+    assert shipped.method == "random" and shipped.parameters["data_hash"] == shipped_mix.data_hash
+    assert shipped.ids == random_ranking(shipped_mix.ids, 0).ids  # what `attribute --method random --seed 0` draws
+    edited, record = apply_intervention(shipped_mix, spec.to_dict()["data"], source="random")
+    assert set(record.affected_ids) == set(shipped.top(N_CONTAMINATED))
+    assert len(edited) == len(shipped_mix) - N_CONTAMINATED
 
 
 # ------------------------------------------------------------------------------------------- the steering vector

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from benchcore.errors import InputError
 from organism.attribution.targets import UNDEFINED_SCORE, Targets, load_targets  # noqa: F401 - re-exported
-from organism.data.ranking import Ranking
+from organism.data.ranking import Ranking, random_ranking  # noqa: F401 - re-exported
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -133,17 +133,6 @@ def cosine_ranking(method: str, pv: PairVectors, directions: "torch.Tensor",
     n_undefined = sum(1 for s in scores if s == UNDEFINED_SCORE)
     params = {**dict(pv.parameters), **dict(parameters), "n_undefined": n_undefined}
     return Ranking.from_scores(method, params, zip(pv.ids, scores))
-
-
-# ------------------------------------------------------------------------------------------------ baselines
-def random_ranking(ids: Sequence[str], seed: int, parameters: Mapping[str, Any] | None = None) -> Ranking:
-    """Uniform random scores from a seeded generator: the same seed and ids give the same file."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    scores = rng.random(len(ids))
-    return Ranking.from_scores("random", {**dict(parameters or {}), "seed": seed},
-                               zip((str(x) for x in ids), (float(s) for s in scores)))
 
 
 # ------------------------------------------------------------------------------------------------ one run

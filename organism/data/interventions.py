@@ -8,14 +8,13 @@ Row order of untouched pairs is always kept, and ids never change (flip keeps th
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from benchcore.errors import InputError
-from organism.data.ranking import Ranking, check_against, check_top_n, read_ranking
+from organism.data.ranking import Ranking, check_against, check_top_n, random_ranking, read_ranking
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -207,36 +206,18 @@ def exclude_source_models(
     return out, InterventionRecord("exclude", params, _ids_at(pset, mask), len(pset), len(out))
 
 
-def random_ranking(pset: "PreferenceSet", seed: int) -> Ranking:
-    """All ids ordered by blake2b(seed, id): the same seed picks the same pairs whatever the row order.
-
-    Score = 1 - hash/2**64 (descending with the order); ties in the 64-bit hash are broken by id.
-    """
-    keyed = []
-    prefix = f"organism-bench/random/{int(seed)}\0".encode()
-    for x in pset.ids:
-        digest = hashlib.blake2b(prefix + x.encode("utf-8"), digest_size=8).digest()
-        keyed.append((int.from_bytes(digest, "big"), x))
-    keyed.sort()
-    return Ranking(
-        "random",
-        {"seed": int(seed)},
-        tuple(x for _, x in keyed),
-        tuple(1.0 - k / 2.0**64 for k, _ in keyed),
-    )
-
-
 def random_n(
     pset: "PreferenceSet", n: int, *, seed: int, action: str = "remove", source: str | None = None
 ) -> tuple["PreferenceSet", InterventionRecord]:
-    """Remove or flip n pairs chosen by `random_ranking` (the paper's random-k control; report several seeds)."""
+    """Remove or flip the top n pairs of `random_ranking` over the mix (the paper's random-k control; report
+    several seeds): the same pairs `attribute --method random` ranks first for that seed."""
     src = source or pset.source
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise InputError(src, "seed", f"must be an integer, got {seed!r}")
     if action not in ("remove", "flip"):
         raise InputError(src, "then", f"must be remove or flip, got {action!r}")
     check_top_n(n, len(pset), len(pset), src)
-    ranking = random_ranking(pset, seed)
+    ranking = random_ranking(pset.ids, seed)
     mask = _mask_of(pset, ranking.top(n))
     step = f"random_n(n={n}, seed={seed}, action={action})"
     out = _drop(pset, mask, step) if action == "remove" else _flip(pset, mask, step)

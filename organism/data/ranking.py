@@ -14,7 +14,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from benchcore.errors import InputError
 from benchcore.fileio import atomic_file
@@ -234,3 +234,15 @@ def check_against(
         )
     if top_n is not None:
         check_top_n(top_n, len(ranking), len(preference_set), src)
+
+
+def random_ranking(ids: Sequence[str], seed: int, parameters: Mapping[str, Any] | None = None) -> Ranking:
+    """Uniform scores from a seeded generator over `ids` in their order: the random-k control, one draw for
+    `attribute --method random` and the `random` data action alike. The same seed over the same mix (its data
+    hash fixes the row order) gives the same file; a reordered mix is another mix and draws its own."""
+    import numpy as np
+
+    rng = np.random.default_rng(int(seed))
+    scores = rng.random(len(ids))
+    return Ranking.from_scores("random", {**dict(parameters or {}), "seed": int(seed)},
+                               zip((str(x) for x in ids), (float(v) for v in scores)))
