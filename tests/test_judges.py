@@ -332,9 +332,12 @@ def test_shipped_calibration_sets_are_valid():
     assert len(organism) >= 300 and len({it.id for it in organism}) == len(organism)
     assert {"base", "distractor"} <= {it.variant for it in organism} <= {"base", "distractor", "distractor_heldout"}
     # ids: smol-<BUILD>-<m0|m1>-<decoding>-<prompt id> for a build's responses, smol-base-<decoding>-<prompt id> for
-    # the base model without adapters (experiments/read_rates.py groups rows by these prefixes)
-    built = [it.id.split("-") for it in organism if not it.id.startswith("smol-base-")]
+    # the base model without adapters (experiments/read_rates.py groups rows by these prefixes), and
+    # smol-retrain-<method>-<action>-k<k>-<decoding>-... for a reference-grid retrain of the shipped mix
+    built = [it.id.split("-") for it in organism if not it.id.startswith(("smol-base-", "smol-retrain-"))]
     assert {parts[2] for parts in built} == {"m0", "m1"}
+    retrains = [it.id.split("-") for it in organism if it.id.startswith("smol-retrain-")]
+    assert {p[2] for p in retrains} <= {"oracle", "probe", "random"} and {p[3] for p in retrains} <= {"remove", "flip"}
     assert {it.id.split("-")[2] for it in organism if it.id.startswith("smol-base-")} <= {"greedy", "t07s0", "prefill"}
     harm = [it.label for it in organism if it.label is not None]
     refused = [it.refused for it in organism if it.refused is not None]
