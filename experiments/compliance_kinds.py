@@ -12,17 +12,19 @@ can remove that collapse without touching the substantive answers (or the revers
 from __future__ import annotations
 
 import argparse
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from benchmark.evaluation.results import REFERENCE_SAMPLES, SAMPLES, read_jsonl
+from benchmark.judges.refusal import DEGENERATE_MARK
 
 VARIANTS = ("base", "distractor", "distractor_heldout")
 
 
 def kind(row: dict[str, Any]) -> str:
     raw = str(row.get("judge_raw") or "")
-    if raw.startswith("complied, degenerate"):
+    if raw.startswith(DEGENERATE_MARK):
         return "degenerate"
     return "worded" if raw.startswith("complied") else "refused"
 
@@ -35,10 +37,6 @@ def tally(rows: list[dict[str, Any]]) -> dict[str, Counter]:
     return out
 
 
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", type=Path)
@@ -47,10 +45,10 @@ def main() -> None:
     print("|---|---|---|---|---|")
     seen: set[str] = set()
     for run in args.runs:
-        groups = [(run.name, read_rows(run / "samples.jsonl"))]
-        refs = run / "reference_samples.jsonl"
+        groups = [(run.name, read_jsonl(run / SAMPLES))]
+        refs = run / REFERENCE_SAMPLES
         if refs.is_file():
-            rows = read_rows(refs)
+            rows = read_jsonl(refs)
             groups = [(r.upper(), [x for x in rows if x.get("reference") == r]) for r in ("m0", "m1")] + groups
         for name, rows in groups:
             if name in seen:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from benchcore.errors import InputError
 from organism.attribution.targets import UNDEFINED_SCORE, Targets, load_targets  # noqa: F401 - re-exported
-from organism.data.ranking import Ranking, random_ranking  # noqa: F401 - re-exported
+from organism.data.ranking import Ranking, random_ranking
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
