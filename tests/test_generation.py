@@ -179,6 +179,40 @@ def test_batched_greedy_equals_batch_size_one(model, tok):
     assert all(not g.response.startswith("user") for g in eight)  # no prompt text leaked into the output
 
 
+def test_rows_that_stop_leave_the_batch_and_the_others_do_not_change(model, tok):
+    """A stop token the tiny model says at different steps in different rows: finished rows leave the batch
+    (the forward passes shrink), and every row's text equals its text generated alone, greedy and sampled."""
+    reqs = requests(8)
+    firsts: dict[int, dict[int, int]] = {}  # token -> {row: first step it is said}
+    for i, req in enumerate(reqs):
+        text = tok.apply_chat_template(req.messages, tokenize=False, add_generation_prompt=True)
+        prompt = tok(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+        with torch.no_grad():
+            said = model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=10, do_sample=False,
+                                  eos_token_id=None, pad_token_id=tok.pad_token_id)[0, prompt.shape[1]:].tolist()
+        for pos, t in enumerate(said):
+            firsts.setdefault(t, {}).setdefault(i, pos)
+    stop = max(firsts, key=lambda t: (len(set(firsts[t].values())), len(firsts[t])))
+    assert len(set(firsts[stop].values())) >= 2  # rows reach it at different steps
+
+    widths: list[int] = []
+    handle = model.register_forward_pre_hook(lambda _m, _a, kw: widths.append(kw["input_ids"].shape[0]),
+                                             with_kwargs=True)
+    try:
+        for cfg in (dict(max_new_tokens=10), dict(max_new_tokens=10, temperature=1.0, n=2, seed=3)):
+            batched, alone = backend(model, tok), backend(model, tok)
+            batched.eos_ids = alone.eos_ids = {stop}
+            widths.clear()
+            together = batched.generate(reqs, GenConfig(batch_size=8, **cfg))
+            shrank = len(set(widths)) > 1
+            one = alone.generate(reqs, GenConfig(batch_size=1, **cfg))
+            assert responses(together) == responses(one)
+            assert {g.finish_reason for g in together} == {"stop", "length"}
+            assert shrank
+    finally:
+        handle.remove()
+
+
 def test_sampling_independent_of_batch_size(model, tok):
     reqs = requests(6)
     cfg = dict(max_new_tokens=10, temperature=1.0, top_p=0.95, n=3, seed=7)

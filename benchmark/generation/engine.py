@@ -272,6 +272,7 @@ class HFBackend(CachedBackend):
     """
 
     engine = "hf"
+    drop_finished_rows = True  # bench/generation_speed.py times the loop without it, side by side
 
     def __init__(self, model: Any, tokenizer: Any, identity: str, cache: GenerationCache | None = None,
                  system_prompt: str | None = None, device: Any = None, steering: Any = None) -> None:
@@ -390,6 +391,10 @@ class HFBackend(CachedBackend):
         return out
 
     def _decode(self, ids, mask, uniforms, config: GenConfig) -> list[list[int]]:
+        """The KV-cached loop. A row that reaches a stop token leaves the batch (its cache rows are dropped) where
+        the cache can do that: a refusing model's short answers no longer wait, step by step, for the one row that
+        runs to max_new_tokens. The rows left compute what they computed beside the finished ones (up to the float
+        rounding a batch's size can move, as everywhere in this engine; float32 SmolLM2 gave identical tokens)."""
         import torch
 
         batch = ids.shape[0]
@@ -398,8 +403,10 @@ class HFBackend(CachedBackend):
         extra = {"logits_to_keep": 1} if self._logits_to_keep else {}
         cache_kw = _cache_kwarg(self.model)
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **extra)
-        finished = torch.zeros(batch, dtype=torch.bool, device=ids.device)
-        steps = []
+        new = torch.full((batch, config.max_new_tokens), self.pad_id, dtype=torch.long)
+        lengths = torch.full((batch,), config.max_new_tokens, dtype=torch.long)
+        alive = torch.arange(batch)  # the original rows still in the batch, in batch order
+        finished = torch.zeros(batch, dtype=torch.bool, device=ids.device)  # only for a cache that keeps them
         for t in range(config.max_new_tokens):
             logits = out.logits[:, -1, :]
             if config.greedy:
@@ -407,21 +414,26 @@ class HFBackend(CachedBackend):
             else:
                 token = sample_tokens(logits, uniforms[:, t], float(config.temperature), float(config.top_p))
             token = torch.where(finished, torch.full_like(token, self.pad_id), token)
-            steps.append(token)
-            finished |= torch.isin(token, eos)
+            running = (~finished).cpu()
+            new[alive[running], t] = token.cpu()[running]
+            stopped = torch.isin(token, eos) & ~finished
+            lengths[alive[stopped.cpu()]] = t + 1
+            finished |= stopped
             if t == config.max_new_tokens - 1 or bool(finished.all()):
                 break
-            mask = torch.cat([mask, torch.ones((batch, 1), dtype=mask.dtype, device=mask.device)], dim=1)
+            cache = _kv_cache(out)
+            if bool(stopped.any()) and self.drop_finished_rows and hasattr(cache, "batch_select_indices"):
+                keep = (~finished).nonzero().squeeze(-1)
+                cache.batch_select_indices(keep)
+                alive, token, mask, positions, finished = (alive[keep.cpu()], token[keep], mask[keep],
+                                                           positions[keep], finished[keep])
+                if uniforms is not None:
+                    uniforms = uniforms[keep.to(uniforms.device)]
+            mask = torch.cat([mask, torch.ones((mask.shape[0], 1), dtype=mask.dtype, device=mask.device)], dim=1)
             positions = positions[:, -1:] + 1
             out = self.model(input_ids=token.unsqueeze(-1), attention_mask=mask, position_ids=positions,
-                             use_cache=True, **{cache_kw: _kv_cache(out)}, **extra)
-        new = torch.stack(steps, dim=1).tolist()
-        # drop the padding written after a row's stop token
-        result = []
-        for row in new:
-            stop = next((i for i, tok in enumerate(row) if tok in self.eos_ids), None)
-            result.append(row if stop is None else row[:stop + 1])
-        return result
+                             use_cache=True, **{cache_kw: cache}, **extra)
+        return [row[:n] for row, n in zip(new.tolist(), lengths.tolist())]
 
 
 def _cache_kwarg(model: Any) -> str:
