@@ -165,7 +165,8 @@ def test_kill_9_during_generation_then_resume_equals_uninterrupted(smol_session,
     resumed, resumed_samples = R.read_run(out)
     clean_results, clean_samples = R.read_run(tmp_path / "clean")
     assert R.strip_timing(resumed) == R.strip_timing(clean_results)
-    assert resumed_samples == clean_samples
+    assert [R.strip_timing(s) for s in resumed_samples] == [R.strip_timing(s) for s in clean_samples]
+    assert {s.get("generation_source") for s in resumed_samples if s["suite"] == "dtc-harmful"} == {"cache", "computed"}
     # What was generated before the kill was not generated again (a torn last line may be redone).
     assert _segment_lines(cache) <= total + 1
 
@@ -179,3 +180,26 @@ def test_generate_only_writes_generations_without_verdicts(smol_session, tmp_pat
     assert results["kind"] == "generations" and results["profile"] == "smol"
     assert [s["variant"] for s in samples] == ["base", "distractor", "distractor_heldout"]
     assert all(s["response"] is not None and "harmful" not in s for s in samples)
+
+
+def test_shipped_generations_stand_in_for_generating(smol_session, tmp_path, monkeypatch):
+    """Exported M0/M1 generations, installed as the organism's: a run reads them instead of generating, says so,
+    and grades exactly as the run that reads this machine's cache (`--no-shipped-generations`)."""
+    import dataclasses
+
+    from benchmark.evaluation.evaluate import EvalConfig, evaluate
+    from benchmark.evaluation.shipped_generations import export_reference_generations
+
+    config = EvalConfig(profile="smol", limit=1, max_new_tokens=12, batch_size=8, n_boot=200)
+    counts = export_reference_generations(config, tmp_path)
+    assert counts == {"m0": 11, "m1": 11}  # 1 scenario: 3 harmful + 3 benign variants, 1 text x 5 IF draws
+    files = sorted((tmp_path / "generations").glob("*.jsonl.gz"))
+    assert [f.name for f in files] == ["m0.jsonl.gz", "m1.jsonl.gz"]
+    monkeypatch.setattr("organism.models.profiles.shipped_generations", lambda profile: files)
+    read = evaluate(None, config)
+    assert read.results["run"]["generation_sources"] == {"shipped": 11}
+    assert {s["generation_source"] for s in read.samples if "response" in s} == {"shipped"}
+    local = evaluate(None, dataclasses.replace(config, shipped_generations=False))
+    assert local.results["run"]["generation_sources"] == {"cache": 11}
+    assert local.results["metrics"] == read.results["metrics"]
+    assert [s.get("response") for s in local.samples] == [s.get("response") for s in read.samples]

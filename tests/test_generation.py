@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmark.generation.cache import GenerationCache, make_key, text_sha256
+from benchmark.generation.cache import GenerationCache, make_key, text_sha256, write_shipped
 from benchmark.generation.engine import (GenConfig, Generation, GenerationRequest, HFBackend, sample_seed,
                                   sample_tokens, uniform_stream)
 from benchcore.errors import InputError
@@ -245,6 +245,30 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(model, tok, tmp_pat
     again = backend(model, tok, GenerationCache(cache_dir)).generate(reqs, cfg)
     assert all(g.cached for g in again) and responses(again) == responses(uninterrupted)
     assert len(GenerationCache(cache_dir)) == 16
+
+
+def test_shipped_generations_are_read_only_layers_over_the_cache(model, tok, tmp_path):
+    """An organism's shipped file serves the keys it holds (on a fresh cache too), is never written into, and
+    each generation says where it came from; the same entries give the same file bytes."""
+    reqs, cfg = requests(4), GenConfig(max_new_tokens=6, batch_size=4)
+    made = backend(model, tok, GenerationCache(tmp_path / "here")).generate(reqs, cfg)
+    assert [g.source for g in made] == ["computed"] * 4 and not any(g.cached for g in made)
+    held = GenerationCache(tmp_path / "here")
+    shipped = tmp_path / "organism" / "generations" / "m1.jsonl.gz"
+    assert write_shipped(shipped, ((g.key, held.get(g.key)) for g in made[:2])) == 2
+    first = shipped.read_bytes()
+    write_shipped(shipped, ((g.key, held.get(g.key)) for g in reversed(made[:2])))
+    assert shipped.read_bytes() == first
+
+    fresh = backend(model, tok, GenerationCache(tmp_path / "fresh", shipped=[shipped])).generate(reqs, cfg)
+    assert [g.source for g in fresh] == ["shipped", "shipped", "computed", "computed"]
+    assert responses(fresh) == responses(made)
+    assert len(GenerationCache(tmp_path / "fresh")) == 2  # only what this machine computed went to its cache
+    again = backend(model, tok, GenerationCache(tmp_path / "fresh", shipped=[shipped])).generate(reqs, cfg)
+    assert [g.source for g in again] == ["shipped", "shipped", "cache", "cache"]
+    # the shipped file wins over a local copy of the same key: the references it holds are reported as shipped
+    both = backend(model, tok, GenerationCache(tmp_path / "here", shipped=[shipped])).generate(reqs, cfg)
+    assert [g.source for g in both] == ["shipped", "shipped", "cache", "cache"]
 
 
 def test_greedy_samples_generated_once(model, tok, tmp_path):

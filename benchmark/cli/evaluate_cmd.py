@@ -54,6 +54,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", default="", help="organism profile (default: the spec's, else smol)")
     add_run_flags(p, suites_default=None, suites_help="comma-separated suite names (default: all four)")
     p.add_argument("--backend", default="hf", choices=["hf", "vllm"])
+    p.add_argument("--no-shipped-generations", action="store_true",
+                   help="generate M0's and M1's answers on this machine instead of reading the organism's shipped ones")
     p.add_argument("--benchmark-source", default=None, metavar="FOLDER|REPO@REV",
                    help="prompt suites from a pulled/exported benchmark instead of the shipped files")
     add_output(p, "run directory (default: runs/<profile>-<spec name>)", metavar="DIR")
@@ -86,6 +88,7 @@ def config_from_args(args: argparse.Namespace):
         batch_size=bs, judge=args.judge, judge_options=judge_options(args),
         dtype=args.dtype, device=args.device, backend=args.backend,
         references=not getattr(args, "no_references", False), benchmark_source=args.benchmark_source,
+        shipped_generations=not args.no_shipped_generations,
     )
 
 
@@ -191,6 +194,11 @@ def print_summary(results: dict[str, Any], path: Path, seconds: float | None) ->
     fails = results.get("judge", {}).get("failures", {})
     if fails.get("flagged"):
         out.print(f"[bold red]judge failures: {fails['n_failed']} of {fails['n']} (over 1%): rates are flagged[/]")
+    sources = {"this run": (results.get("run") or {}).get("generation_sources") or {},
+               **{f"{k.upper()} reference": v.get("generation_sources") or {} for k, v in refs.items()}}
+    if any(sources.values()):
+        out.print("generations: " + "; ".join(f"{who} " + ", ".join(f"{n} {src}" for src, n in counts.items())
+                                             for who, counts in sources.items() if counts))
     stages = results.get("run", {}).get("stage_seconds", {})
     if stages:
         out.print("time per stage: " + ", ".join(f"{k} {v:.1f}s" for k, v in stages.items()))

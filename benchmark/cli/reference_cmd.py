@@ -1,8 +1,9 @@
 """`organism-bench reference build`: the reference grid on the shipped organism (benchmark.studies.reference_grid).
 
 Resumable: run it again with the same -o and it reuses every ranking and finished row. `--ship` writes the
-leaderboard bundle into the package (leaderboard/data/<profile>_reference.json) and the probe and first random
-rankings beside the organism, where `examples/` reads them.
+leaderboard bundle into the package (leaderboard/data/<profile>_reference.json), and beside the organism the probe
+and first random rankings (`examples/` reads them) and M0's and M1's generations under `evaluate`'s defaults (a
+fresh install's references then need no generating).
 """
 
 from __future__ import annotations
@@ -68,10 +69,15 @@ def spec_from_args(args: argparse.Namespace) -> Any:
         batch_size=batch, n_boot=args.n_boot, max_rows=args.max_rows)
 
 
-def ship(grid: dict[str, Any], bundle: Path, profile: str) -> list[Path]:
-    """Copy the bundle and the rankings examples read into the package (a maintainer's step: editable install)."""
+def ship(grid: dict[str, Any], bundle: Path, spec: Any) -> list[Path]:
+    """Copy the bundle and the rankings examples read into the package, and export M0's and M1's generations
+    under `evaluate`'s defaults beside the organism (a maintainer's step: editable install)."""
     import leaderboard
+    from benchmark.evaluation.evaluate import EvalConfig
+    from benchmark.evaluation.shipped_generations import export_reference_generations
     from organism.models.profiles import ADAPTERS_DIR
+
+    profile = spec.profile
 
     if profile != "smol":
         raise InputError("command line", "ship", f"only the smol organism ships inside the package, not {profile!r}")
@@ -83,6 +89,9 @@ def ship(grid: dict[str, Any], bundle: Path, profile: str) -> list[Path]:
         if info and Path(info["file"]).is_file():
             written.append(organism_dir / target)
             shutil.copyfile(info["file"], written[-1])
+    export_reference_generations(EvalConfig(profile=profile, dtype=spec.dtype, device=spec.device,
+                                            batch_size=spec.batch_size), organism_dir)
+    written.extend(sorted((organism_dir / "generations").glob("*.jsonl.gz")))
     return written
 
 
@@ -99,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         with stage_progress() as bars:
             grid = run_reference_grid(spec, out, bundle=bundle, command=command, progress=bars)
-    shipped = ship(grid, bundle, spec.profile) if args.ship else []
+    shipped = ship(grid, bundle, spec) if args.ship else []
     if args.json:
         print_json(grid)
         return 0

@@ -47,6 +47,9 @@ class EvalConfig:
     backend: str = "hf"
     n_boot: int = 2000
     references: bool = True
+    # Read the organism's shipped generations of its own M0 and M1 (see `organism.models.profiles.
+    # shipped_generations`) where a prompt's key matches; False computes every generation on this machine.
+    shipped_generations: bool = True
     # Where the prompt suites come from: None = the files shipped in the package; a folder (an exported or pulled
     # benchmark); or "REPO@REVISION" of a pulled benchmark dataset. The suites' content hashes are what results
     # record, so the source itself does not enter cache keys.
@@ -61,7 +64,7 @@ class EvalConfig:
         from benchmark.judges import judge_version
 
         d = asdict(self)
-        for k in ("device", "batch_size", "references", "benchmark_source"):
+        for k in ("device", "batch_size", "references", "shipped_generations", "benchmark_source"):
             d.pop(k)
         d["judge_options"] = dict(sorted(self.judge_options.items()))
         d["judge_version"] = judge_version(self.judge)
@@ -211,7 +214,10 @@ def _new_backend(mut: ModelUnderTest, config: EvalConfig) -> Any:
     from benchmark.generation.cache import GenerationCache
     from benchcore.paths import cache_dir
 
-    cache = GenerationCache(cache_dir() / "generations")
+    from organism.models.profiles import shipped_generations
+
+    cache = GenerationCache(cache_dir() / "generations",
+                            shipped=shipped_generations(config.profile) if config.shipped_generations else ())
     if config.backend == "vllm":
         from benchmark.generation.vllm import VLLMBackend
 
@@ -251,7 +257,7 @@ def generate_rows(mut: ModelUnderTest, suites: Mapping[str, Any], config: EvalCo
                 "suite": name, "record_id": rec.id, "scenario_id": rec.scenario_id, "variant": rec.variant,
                 "category": rec.category, "constraint_ids": list(rec.constraint_ids), "edgy": rec.edgy,
                 "prompt": rec.text, "rendered_prompt": g.rendered_prompt, "sample_index": g.sample_index,
-                "response": g.response,
+                "response": g.response, "generation_source": g.source, "generation_key": g.key,
             })
     return rows
 
@@ -426,7 +432,7 @@ def assemble_results(spec: Any, config: EvalConfig, mut: ModelUnderTest, suites:
         "schema_version": R.SCHEMA_VERSION,
         "package": {"name": "organism-bench", "version": __version__, "git": R.git_revision()},
         "run": {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "host": platform.node(),
-                "device": config.device, "backend": config.backend},
+                "device": config.device, "backend": config.backend, "generation_sources": generation_sources(rows)},
         "profile": config.profile,
         "model": {**rec.to_dict(), "identity": mut.identity, "system_prompt": mut.system_prompt,
                   "steered": mut.steering is not None},
@@ -443,11 +449,23 @@ def assemble_results(spec: Any, config: EvalConfig, mut: ModelUnderTest, suites:
         "metric_suites": metric_suites,
         "breakdowns": dict(breakdown),
         "scores": dict(scores),
-        "references": {k: {"identity": v["identity"], "metrics": v["metrics"]} for k, v in references.items()},
+        "references": {k: {"identity": v["identity"], "metrics": v["metrics"],
+                           "generation_sources": generation_sources(v["samples"])} for k, v in references.items()},
     }
     if mut.retrain is not None:
         out["retrain"] = dict(mut.retrain)
     return out
+
+
+def generation_sources(rows: Sequence[Mapping]) -> dict[str, int]:
+    """How many of the rows' generations were computed in this run, read from this machine's cache, or read from
+    the organism's shipped generations (rows written before the field existed count as "unrecorded")."""
+    counts: dict[str, int] = {}
+    for r in rows:
+        if r.get("suite") in GENERATIVE:
+            source = r.get("generation_source") or "unrecorded"
+            counts[source] = counts.get(source, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def _spec_hash(spec: Any) -> str:

@@ -26,7 +26,9 @@ SAMPLES = "samples.jsonl"
 SUMMARY = "summary.json"
 REFERENCE_SAMPLES = "reference_samples.jsonl"  # the M0/M1 reference generations: a run re-scores on its own
 # Fields that legitimately differ between two runs of the same configuration.
-TIMING_FIELDS = ("created", "wall_time_s", "stage_seconds", "host")
+# What differs between runs that computed the same numbers: when, where, how long, and whether each generation
+# was computed, read from this machine's cache or from the organism's shipped files.
+TIMING_FIELDS = ("created", "wall_time_s", "stage_seconds", "host", "generation_source", "generation_sources")
 
 
 def check_output_dir(path: str | Path, *, overwrite: bool) -> Path:

@@ -8,10 +8,15 @@ Storage is a folder of JSONL segments. Each opened cache writes its own new segm
 file), so concurrent writers never interleave and a torn last line left by kill -9 stays at the end of a dead
 segment, where the reader skips it. Every `put_many` ends with flush + fsync: a finished batch is on disk.
 The whole index is read into memory on open (generations are small; a full paper-size run is ~25k entries).
+
+Shipped generations: an organism may ship its reference models' generations (gzipped JSONL of the same
+{"k", "v"} records). They are read-only layers over the cache: a key they hold is served from them, never
+rewritten, and `source(key)` says so, so a run can report how much of it was computed on this machine.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -42,29 +47,43 @@ def make_key(model: str, prompt_sha256: str, gen_kwargs: Mapping[str, Any], seed
 class GenerationCache:
     """`get(key) -> dict | None`, `put_many([(key, value), ...])`, `key in cache`, `len(cache)`."""
 
-    def __init__(self, directory: str | os.PathLike) -> None:
+    def __init__(self, directory: str | os.PathLike, shipped: Iterable[str | os.PathLike] = ()) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self._index: dict[str, dict[str, Any]] = {}
+        self._shipped: set[str] = set()
         self.skipped_lines = 0  # torn or corrupt lines ignored on open (a killed writer's last line)
         self._segment: Path | None = None
-        self._load()
-
-    def _load(self) -> None:
+        for path in shipped:  # first: for the references they hold, the shipped files are the authority
+            with gzip.open(path, "rb") as fh:
+                self._shipped.update(self._read(fh))
         for seg in sorted(self.directory.glob(SEGMENT_GLOB)):
             with open(seg, "rb") as fh:
-                for raw in fh:
-                    if not raw.endswith(b"\n"):
-                        self.skipped_lines += 1  # torn: the writer died mid-line
-                        continue
-                    try:
-                        record = json.loads(raw)
-                        key, value = record["k"], record["v"]
-                    except (ValueError, KeyError, TypeError):
-                        self.skipped_lines += 1
-                        continue
-                    if isinstance(key, str) and isinstance(value, dict):
-                        self._index.setdefault(key, value)  # first write wins: entries are content-addressed
+                self._read(fh)
+
+    def _read(self, lines: Iterable[bytes]) -> list[str]:
+        """Index the records of one file; returns the keys it added."""
+        added = []
+        for raw in lines:
+            if not raw.endswith(b"\n"):
+                self.skipped_lines += 1  # torn: the writer died mid-line
+                continue
+            try:
+                record = json.loads(raw)
+                key, value = record["k"], record["v"]
+            except (ValueError, KeyError, TypeError):
+                self.skipped_lines += 1
+                continue
+            if isinstance(key, str) and isinstance(value, dict) and key not in self._index:
+                self._index[key] = value  # first write wins: entries are content-addressed
+                added.append(key)
+        return added
+
+    def source(self, key: str) -> str:
+        """"shipped" (a shipped file holds it), "cache" (this machine's segments do) or "" (not held)."""
+        if key in self._shipped:
+            return "shipped"
+        return "cache" if key in self._index else ""
 
     def get(self, key: str) -> dict[str, Any] | None:
         value = self._index.get(key)
@@ -98,3 +117,18 @@ class GenerationCache:
             fh.flush()
             os.fsync(fh.fileno())
         return len(lines)
+
+
+def write_shipped(path: str | os.PathLike, entries: Iterable[tuple[str, Mapping[str, Any]]]) -> int:
+    """Write generations as a shipped file (gzipped JSONL, sorted by key, no timestamp: the same entries give the
+    same bytes), atomically. Returns how many entries it holds."""
+    import io
+
+    from benchcore.fileio import write_bytes_atomic
+
+    lines = sorted({key: canonical_json({"k": key, "v": dict(value)}) for key, value in entries}.items())
+    buffer = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=buffer, mtime=0) as fh:
+        fh.write("".join(line + "\n" for _, line in lines).encode("utf-8"))
+    write_bytes_atomic(path, buffer.getvalue())
+    return len(lines)

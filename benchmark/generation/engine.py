@@ -99,6 +99,8 @@ class Generation:
     n_tokens: int  # generated tokens, the stop token included
     cached: bool
     finish_reason: str = ""  # "stop" (an end token) or "length" (max_new_tokens reached)
+    key: str = ""  # its generation-cache key
+    source: str = "computed"  # "computed" (here, now), "cache" (this machine, earlier) or "shipped" (the organism's)
 
 
 def sample_seed(seed: int, prompt_sha256: str, sample_index: int) -> int:
@@ -219,7 +221,7 @@ class CachedBackend:
                 units[key] = _Unit(key, text, sha, kseed, kindex)
                 hit = self.cache.get(key) if self.cache is not None else None
                 if hit is not None:
-                    results[key] = (hit, True)
+                    results[key] = (hit, self.cache.source(key))
         slot_count: dict[str, int] = {}
         for *_, key in slots:
             slot_count[key] = slot_count.get(key, 0) + 1
@@ -247,16 +249,17 @@ class CachedBackend:
             if self.cache is not None:
                 self.cache.put_many((u.key, v) for u, v in fresh)
             for u, v in fresh:
-                results[u.key] = (v, False)
+                results[u.key] = (v, "computed")
                 done_slots += slot_count[u.key]
             if progress is not None:
                 progress(done_slots, total)
         out = []
         for prompt_id, i, text, key in slots:
-            value, cached = results[key]
+            value, source = results[key]
             out.append(Generation(prompt_id=prompt_id, sample_index=i, rendered_prompt=text,
-                                  response=value["response"], n_tokens=int(value["n_tokens"]), cached=cached,
-                                  finish_reason=value.get("finish_reason", "")))
+                                  response=value["response"], n_tokens=int(value["n_tokens"]),
+                                  cached=source != "computed", finish_reason=value.get("finish_reason", ""),
+                                  key=key, source=source))
         return out
 
 
