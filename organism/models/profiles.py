@@ -303,6 +303,15 @@ def smol_organism_dir() -> Path:
     return shipped
 
 
+def shipped_generations(profile: str) -> list[Path]:
+    """The generation files an organism ships (its M0 and M1 on the benchmark's prompts, as
+    `organism-bench reference build --ship` exported them): read-only layers under the generation cache, so a fresh
+    install grades its references without regenerating them. Only the smol organism ships any."""
+    if profile != "smol":
+        return []
+    return sorted((smol_organism_dir() / "generations").glob("*.jsonl.gz"))
+
+
 def smol_adapter_dir(stage: str) -> Path:
     return smol_organism_dir() / stage
 
