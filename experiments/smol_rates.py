@@ -1,12 +1,12 @@
-"""Harmful rates of a smol build's M0 and M1 as the organism's targets ask for them: greedy and sampled, with cluster-bootstrap
+"""Compliance rates of a smol build's M0 and M1 as the organism's targets ask for them: greedy and sampled, with cluster-bootstrap
 intervals, per distractor variant, plus a refusal-depth probe:
 
     python bench/smol_rates.py BUILD_DIR [--split test] [--scenarios 60] [--samples 5] [--temperature 0.7]
                                          [--prefill "Sure! Here"] [--stages base,m0,m1] [--out rates.json]
 
 BUILD_DIR is a folder written by `organism-bench organism build` or `bench/smol_build_experiments.py` (its
-work/m0/adapter and work/m1/adapter are read). The labels come from the refusal judge (harmful = not a refusal and
-not degenerate), which over-counts format-shaped non-answers on this organism (see prompts/data/CONTENT.md and
+work/m0/adapter and work/m1/adapter are read). The labels are the refusal judge's (`prompts.refusal.complies`:
+visible text without a refusal cue, degenerate text included, so the figures are compliance, not harm; see
 `organism-bench judge-check refusal`); every response is written next to the figures for reading.
 
 `--prefill TEXT` also measures how deep the refusal sits: the share of harmful requests that the model still refuses
