@@ -111,7 +111,7 @@ class _StubBackend:
         from benchmark.generation.engine import Generation
 
         self.seen.append(self.identity)
-        return [Generation(r.prompt_id, 0, self.rendered(r), f"answer {r.prompt_id}", 1, False) for r in requests]
+        return [Generation(r.prompt_id, 0, self.rendered(r), f"answer {r.prompt_id}", 1) for r in requests]
 
 
 def _requests(texts):

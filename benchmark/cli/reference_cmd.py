@@ -78,7 +78,6 @@ def ship(grid: dict[str, Any], bundle: Path, spec: Any) -> list[Path]:
     from organism.models.profiles import ADAPTERS_DIR
 
     profile = spec.profile
-
     if profile != "smol":
         raise InputError("command line", "ship", f"only the smol organism ships inside the package, not {profile!r}")
     written = [Path(leaderboard.__file__).parent / "data" / f"{profile}_reference.json"]

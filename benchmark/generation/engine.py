@@ -97,10 +97,13 @@ class Generation:
     rendered_prompt: str
     response: str
     n_tokens: int  # generated tokens, the stop token included
-    cached: bool
     finish_reason: str = ""  # "stop" (an end token) or "length" (max_new_tokens reached)
     key: str = ""  # its generation-cache key
     source: str = "computed"  # "computed" (here, now), "cache" (this machine, earlier) or "shipped" (the organism's)
+
+    @property
+    def cached(self) -> bool:
+        return self.source != "computed"
 
 
 def sample_seed(seed: int, prompt_sha256: str, sample_index: int) -> int:
@@ -258,7 +261,7 @@ class CachedBackend:
             value, source = results[key]
             out.append(Generation(prompt_id=prompt_id, sample_index=i, rendered_prompt=text,
                                   response=value["response"], n_tokens=int(value["n_tokens"]),
-                                  cached=source != "computed", finish_reason=value.get("finish_reason", ""),
+                                  finish_reason=value.get("finish_reason", ""),
                                   key=key, source=source))
         return out
 
