@@ -38,6 +38,8 @@ def test_the_full_plan_has_every_row_of_the_grid_in_priority_order():
     assert [(c.seed, c.k) for c in cells if c.method == "random"] == [(0, 88), (1, 88), (2, 88), (0, 44), (1, 44),
                                                                       (2, 44)]
     assert names[5:8] == ["oracle-flip-k88", "random-s1-remove-k88", "random-s2-remove-k88"]
+    # then the same comparison at half k, and the methods' flips last
+    assert all(c.k == 44 for c in cells[8:14]) and all(c.action == "flip" for c in cells[14:])
 
 
 def test_judge_delta_refuses_the_judge_that_wrote_the_labels():

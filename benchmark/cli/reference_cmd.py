@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_run_flags(p, suites_default="dtc-harmful,ifeval-lite,benign-control",
                   suites_help="comma-separated (must include dtc-harmful; benign-control gives over-refusal)")
     p.add_argument("--n-boot", type=int, default=2000)
-    p.add_argument("--max-rows", type=int, default=None, help="compute at most N new rows (finished rows are always read back; the rest are listed as not run)")
+    p.add_argument("--max-rows", type=int, default=None, help="run the plan's first N rows (finished rows are always read back; the rest are listed as not run)")
     add_output(p, "output folder (rankings, check/, grid.json)", required=True, metavar="DIR")
     p.add_argument("--bundle", default=None, help="leaderboard bundle to write (default OUT/<profile>_reference.json)")
     p.add_argument("--ship", action="store_true",

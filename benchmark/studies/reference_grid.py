@@ -10,7 +10,7 @@ instruction following kept, over-refusal, the composite, and what the ranking co
 It is long (one DPO retrain a row) and is stopped midway in practice, so everything resumes: rankings are reused
 when their file exists for the same mix, finished runs are reused by the causal check, and the bundle the
 leaderboard ships (`leaderboard/data/<profile>_reference.json`) is rewritten after every row, with the rows not
-yet run listed as such. Rows run in a fixed priority order (`plan_cells`: culprit-count removals first), so a grid
+yet run listed as such. Rows run in a fixed priority order (`plan_cells`: removals first, culprit count before half), so a grid
 cut short still answers the first question: does the probe remove more than random does?
 
 Layout of OUT (the causal check's own layout sits in OUT/check):
@@ -98,7 +98,8 @@ class Cell:
 def plan_cells(methods: Sequence[str], seeds: Sequence[int], n_culprits: int) -> list[Cell]:
     """The grid's rows in run order, so a grid cut short still answers the first questions: the culprit-count
     removals (oracle, each method, the first random seed), the oracle's flip, the other random seeds at the
-    culprit count (the probe is compared with their mean), the methods' flips, then every half-k removal."""
+    culprit count (the probe is compared with their mean), every half-k removal (the same comparison at the
+    second k), then the methods' flips, which answer a different question."""
     if n_culprits < 2:
         raise InputError("reference grid", "contaminated", f"needs at least 2 culprit pairs, the mix has {n_culprits}")
     half, full = n_culprits // 2, n_culprits
@@ -109,9 +110,9 @@ def plan_cells(methods: Sequence[str], seeds: Sequence[int], n_culprits: int) ->
     cells += [Cell("method", "random", r, full, "remove", s) for r, s in randoms[:1]]
     cells.append(Cell("oracle", "oracle", "oracle", full, "flip"))
     cells += [Cell("method", "random", r, full, "remove", s) for r, s in randoms[1:]]
-    cells += [Cell("method", m, m, full, "flip") for m in named]
     cells += [Cell("method", m, m, half, "remove") for m in named]
     cells += [Cell("method", "random", r, half, "remove", s) for r, s in randoms]
+    cells += [Cell("method", m, m, full, "flip") for m in named]
     return cells
 
 
