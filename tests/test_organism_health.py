@@ -240,18 +240,17 @@ def test_cli_prints_the_table_and_writes_json(bare_package, tmp_path, capsys):
 def test_the_shipped_health_figures_are_of_the_shipped_weights_and_agree_with_the_report():
     """The manifest's health table is copied from the committed report; both go stale the moment the adapters are
     rebuilt, so they are tied to the weights' hashes here instead of being trusted."""
-    import hashlib
     from pathlib import Path
 
-    from organism.models.loading import adapter_sha256
-    from organism.models.profiles import smol_adapter_dir
+    from organism.models.loading import _combine, adapter_sha256
+    from organism.models.profiles import smol_adapter_dir, smol_organism_dir
 
     root = Path(__file__).resolve().parents[1]
     report = json.loads((root / "experiments" / "health" / "smol_test.json").read_text(encoding="utf-8"))
-    manifest = json.loads((smol_adapter_dir("m0").parent / "manifest.json").read_text(encoding="utf-8"))
+    manifest = json.loads((smol_organism_dir() / "manifest.json").read_text(encoding="utf-8"))
     m0, m1 = adapter_sha256(smol_adapter_dir("m0")), adapter_sha256(smol_adapter_dir("m1"))
     assert report["stages"]["m0"]["adapter_sha256"] == m0 == manifest["adapters"]["m0"]["adapter_sha256"]
-    assert report["stages"]["m1"]["adapter_sha256"] == hashlib.sha256(f"{m0}+{m1}".encode()).hexdigest()
+    assert report["stages"]["m1"]["adapter_sha256"] == _combine([m0, m1])  # M1 loads as M0's adapter + its own
     health = manifest["health"]
     assert health["verdict"] == report["verdict"]
     for name, by_stage in health["metrics"].items():
