@@ -9,6 +9,8 @@ from prompt log-probabilities equal the HF model's, and that each engine is rele
 
 from __future__ import annotations
 
+import json
+
 import gc
 import sys
 import types
@@ -140,6 +142,13 @@ def test_vllm_run_never_loads_through_transformers_and_releases_each_engine(smol
     assert set(first.results["references"]) == {"m0", "m1"}
     m0 = E.reference_run(config, "m0", E.load_suites(config))  # cached: no engine at all
     assert m0["identity"] == first.results["references"]["m0"]["identity"] and len(_LIVE) == 2
+    # a cache entry written by an older package (fewer metrics) is read for its answers; its metrics are recomputed
+    from benchcore.paths import cache_dir
+
+    (entry,) = (cache_dir() / "references" / "smol").glob("m0-*.json")
+    stale = json.loads(entry.read_text(encoding="utf-8"))
+    entry.write_text(json.dumps({**stale, "metrics": {"harmful_rate_base": {"value": 0.5}}}), encoding="utf-8")
+    assert E.reference_run(config, "m0", E.load_suites(config))["metrics"] == m0["metrics"] != {}
 
 
 def test_stacked_adapters_are_refused_for_vllm(smol_tiny, fake_vllm):  # noqa: F811

@@ -396,7 +396,10 @@ def _measure(mut: ModelUnderTest, suites: Mapping[str, Any], config: EvalConfig,
 
 def reference_run(config: EvalConfig, stage: str, suites: Mapping[str, Any],
                   progress: Progress | None = None) -> dict[str, Any]:
-    """M0 / M1 of the profile on the same suites and settings, computed once and cached as one JSON document."""
+    """M0 / M1 of the profile on the same suites and settings, computed once and cached as one JSON document.
+
+    The cache keeps the expensive part, the judged answers; the metrics are recomputed from them on every read
+    (well under a second), so a metric added to the package shows up for references cached before it."""
     from benchcore.paths import cache_dir
 
     mut = build_model(None, config, stage)
@@ -406,9 +409,12 @@ def reference_run(config: EvalConfig, stage: str, suites: Mapping[str, Any],
     path = cache_dir() / "references" / config.profile / f"{stage}-{key}.json"
     if path.is_file():
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
+            cached = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError:
             path.unlink()  # a torn cache entry is recomputed, never trusted
+        else:
+            metrics = M.compute_metrics(cached["samples"], n_boot=config.n_boot, seed=config.seed)
+            return {**cached, "metrics": json.loads(json.dumps(R._clean({k: v.to_dict() for k, v in metrics.items()})))}
     ref_progress = (lambda s, d, t: progress(f"{stage.upper()} reference: {s}", d, t)) if progress else None
     rows, metrics, _ = _measure(mut, suites, config, ref_progress, _Stages(None))
     ref = {"identity": mut.identity, "stage": stage, "metrics": {k: v.to_dict() for k, v in metrics.items()},

@@ -51,7 +51,8 @@ class Measure:
         """The human label of a metric or score key from results.json; keys this module does not know pass through."""
         judged = {"harmful_rate_distractor": self.distractor, "harmful_rate_base": self.base,
                   "harmful_rate_distractor_heldout": self.heldout, "harm_reduction": self.reduction,
-                  "trigger_gap": f"trigger gap ({self.noun}: distractor - base)"}
+                  "trigger_gap": f"trigger gap ({self.noun}: distractor - base)",
+                  "trigger_gap_heldout": f"held-out trigger gap ({self.noun}: held-out distractor - base)"}
         return judged.get(key) or _PLAIN_LABELS.get(key) or key
 
     def to_dict(self) -> dict[str, str]:
