@@ -38,13 +38,13 @@ def _decoding(config: Mapping[str, Any]) -> str:
     return f"temperature {config['temperature']}, {config.get('samples_per_prompt', 1)} samples a prompt"
 
 
-def pool_figures(results: Mapping[str, Any], command: str) -> dict[str, Any]:
+def pool_figures(results: Mapping[str, Any], command: str, *, source: str = "results.json") -> dict[str, Any]:
     """The manifest section for one run: M0's and M1's figures as [value, ci_low, ci_high], rounded to 3 places,
     with the run's setting and the reference identities the figures belong to."""
     refs = results.get("references") or {}
     missing = [s for s in STAGES if s not in refs]
     if missing:
-        raise InputError("results.json", "references", f"no {', '.join(missing)} reference in this run: figures "
+        raise InputError(source, "references", f"no {', '.join(missing)} reference in this run: figures "
                                                        "of the shipped organism need a run with its references")
     config = results.get("config", {})
     limit = config.get("limit")
@@ -74,7 +74,7 @@ def record(manifest_path: str | Path, name: str, results_path: str | Path, comma
     except (OSError, json.JSONDecodeError) as exc:
         raise InputError(str(src), None, f"cannot read a results.json: {exc}") from exc
     manifest = json.loads(path.read_text(encoding="utf-8"))
-    section = pool_figures(results, command)
+    section = pool_figures(results, command, source=str(src))
     manifest.setdefault("measured", {})[name] = section
     write_text_atomic(path, json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
     return section
