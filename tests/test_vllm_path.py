@@ -9,9 +9,8 @@ from prompt log-probabilities equal the HF model's, and that each engine is rele
 
 from __future__ import annotations
 
-import json
-
 import gc
+import json
 import sys
 import types
 import weakref
